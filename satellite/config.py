@@ -1,0 +1,359 @@
+"""The YAML configuration: loaded and validated once into frozen, typed objects.
+
+Strings may use ``${VAR}`` and ``${VAR:-default}`` to read the environment. A variable
+that is unset and has no default becomes an empty string and is remembered, so a
+missing API key can name the variable to set instead of stopping the daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG_PATH = Path("/etc/voice-satellite/config.yaml")
+CONFIG_ENV = "VOICE_SATELLITE_CONFIG"
+
+ProviderName = Literal["dashscope", "azure"]
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(Model):
+    """Deadlines of every provider call, in seconds."""
+
+    connect: Seconds = 5.0
+    first_result: Seconds = 10.0
+    total: Seconds = 60.0
+
+
+def _check_server_uri(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme == "tcp":
+        if not parsed.hostname or parsed.port is None:
+            raise ValueError("expected tcp://HOST:PORT, e.g. tcp://0.0.0.0:10300")
+    elif parsed.scheme != "unix" or not parsed.path:
+        raise ValueError("expected tcp://HOST:PORT or unix:///path/to/socket")
+    return value
+
+
+def _check_ws_url(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+        raise ValueError("expected a websocket URL, ws://HOST[:PORT]/PATH or wss://...")
+    return value
+
+
+# --- DashScope ---------------------------------------------------------------
+
+
+class DashScopeAsr(Model):
+    model: str = "paraformer-realtime-v2"
+    languages: tuple[str, ...] = ("zh", "en", "ja", "ko", "yue", "de", "fr", "ru")
+    # Extra recognition parameters passed to the model as-is (e.g. disfluency_removal_enabled).
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class DashScopeTts(Model):
+    model: str = "cosyvoice-v2"
+    voice: str = "longxiaochun_v2"
+    sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] = 22050
+    speech_rate: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
+    pitch: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
+    volume: Annotated[int, Field(ge=0, le=100)] = 50
+    # Extra voices to advertise, beyond the built-in catalogue: {voice_id: [languages]}.
+    voices: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+
+class DashScopeConfig(Model):
+    api_key: SecretStr = SecretStr("")
+    api_key_file: Path | None = None
+    websocket_url: str = "wss://dashscope.aliyuncs.com/api-ws/v1/inference"
+    timeouts: Timeouts = Timeouts()
+    asr: DashScopeAsr = DashScopeAsr()
+    tts: DashScopeTts = DashScopeTts()
+
+    _url = field_validator("websocket_url")(_check_ws_url)
+
+
+# --- Azure -------------------------------------------------------------------
+
+_AZURE_VOICE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)+$")
+_AZURE_FORMATS = (8000, 16000, 22050, 24000, 44100, 48000)
+
+
+class AzureAsr(Model):
+    languages: tuple[str, ...] = ("zh-CN", "en-US")
+    # Recognition mode of the speech endpoint.
+    mode: Literal["conversation", "interactive", "dictation"] = "conversation"
+    profanity: Literal["masked", "removed", "raw"] = "masked"
+
+    @field_validator("languages")
+    @classmethod
+    def _non_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("list at least one locale, e.g. [zh-CN, en-US]")
+        return value
+
+
+class AzureTts(Model):
+    voice: str = "zh-CN-XiaoxiaoNeural"
+    sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] = 24000
+    # Prosody, as SSML <prosody> values: rate "+10%" or "1.2", pitch "+5%" or "high", volume "+0%".
+    rate: str | None = None
+    pitch: str | None = None
+    volume: str | None = None
+    style: str | None = None  # speaking style of voices that have them, e.g. "cheerful"
+    # Extra voices to advertise beyond the configured one (their language is read from the name).
+    voices: tuple[str, ...] = ()
+
+    @field_validator("voice", "voices")
+    @classmethod
+    def _azure_voice_names(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for name in (value,) if isinstance(value, str) else value:
+            if not _AZURE_VOICE.match(name):
+                raise ValueError(
+                    f"{name!r} is not an Azure voice name; expected LOCALE-NameNeural, "
+                    "e.g. zh-CN-XiaoxiaoNeural"
+                )
+        return value
+
+
+class AzureConfig(Model):
+    key: SecretStr = SecretStr("")
+    key_file: Path | None = None
+    region: str | None = None
+    host: str | None = None  # ws://HOST:PORT of a Speech container; used instead of region
+    timeouts: Timeouts = Timeouts()
+    asr: AzureAsr = AzureAsr()
+    tts: AzureTts = AzureTts()
+
+    @field_validator("host")
+    @classmethod
+    def _host_url(cls, value: str | None) -> str | None:
+        return None if not value else _check_ws_url(value)
+
+    @field_validator("region")
+    @classmethod
+    def _empty_region(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class Providers(Model):
+    dashscope: DashScopeConfig = DashScopeConfig()
+    azure: AzureConfig = AzureConfig()
+
+
+# --- Roles -------------------------------------------------------------------
+
+
+class AsrRole(Model):
+    provider: ProviderName = "dashscope"
+    # Language used when the client sends none; advertised first.
+    language: str | None = "zh"
+
+
+class TtsRole(Model):
+    provider: ProviderName = "dashscope"
+    # Default voice; None uses the provider's configured voice.
+    voice: str | None = None
+
+
+class SpeechConfig(Model):
+    enabled: bool = True
+    uri: str = "tcp://0.0.0.0:10300"
+    asr: AsrRole = AsrRole()
+    tts: TtsRole = TtsRole()
+
+    _uri = field_validator("uri")(_check_server_uri)
+
+    @model_validator(mode="after")
+    def _voice_fits_provider(self) -> SpeechConfig:
+        voice, provider = self.tts.voice, self.tts.provider
+        if voice is None:
+            return self
+        looks_azure = bool(_AZURE_VOICE.match(voice)) and "-" in voice
+        if provider == "azure" and not looks_azure:
+            raise ValueError(
+                f"tts.voice {voice!r} is not an Azure voice (LOCALE-NameNeural); "
+                "set an Azure voice or remove tts.voice to use providers.azure.tts.voice"
+            )
+        if provider == "dashscope" and looks_azure:
+            raise ValueError(
+                f"tts.voice {voice!r} is an Azure voice but tts.provider is dashscope; "
+                "set a DashScope voice or remove tts.voice to use providers.dashscope.tts.voice"
+            )
+        return self
+
+
+class Config(Model):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    speech: SpeechConfig = SpeechConfig()
+    providers: Providers = Providers()
+
+
+# --- Loading -----------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` are one line each."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and where it came from."""
+
+    config: Config
+    source: str  # file path, or "built-in defaults"
+    # Dotted key path -> environment variables it referenced that were unset.
+    unset_env: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def secret_hint(self, key_path: str) -> str:
+        """How a user provides the secret at ``key_path`` (never its value)."""
+        names = self.unset_env.get(key_path)
+        if names:
+            return f"set the environment variable {', '.join(names)} ({key_path} in {self.source})"
+        return f"set {key_path} in {self.source}"
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def _interpolate(value: Any, path: str, unset: dict[str, tuple[str, ...]]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _interpolate(v, f"{path}.{k}" if path else str(k), unset) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}.{i}", unset) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    missing: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name)
+        if found:
+            return found
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    result = _ENV_REF.sub(substitute, value)
+    if missing:
+        unset[path] = tuple(missing)
+    return result
+
+
+_DEFAULT_SECRETS = {
+    "providers.dashscope.api_key": "${DASHSCOPE_API_KEY}",
+    "providers.azure.key": "${AZURE_SPEECH_KEY}",
+    "providers.azure.region": "${AZURE_SPEECH_REGION}",
+}
+
+
+def _apply_default_secrets(raw: dict[str, Any]) -> dict[str, Any]:
+    """Give omitted secret keys their ``${VAR}`` default so they are interpolated too."""
+    for dotted, template in _DEFAULT_SECRETS.items():
+        *parents, leaf = dotted.split(".")
+        node: Any = raw
+        for key in parents:
+            child = node.get(key) if isinstance(node, dict) else None
+            if child is None:
+                child = {}
+                if isinstance(node, dict):
+                    node[key] = child
+            node = child
+        if isinstance(node, dict) and leaf not in node:
+            node[leaf] = template
+    return raw
+
+
+def _describe(error: dict[str, Any]) -> str:
+    path = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return (
+            f"{path}: unknown key; check its spelling and indentation (see config/satellite.yaml)"
+        )
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    shown = (
+        "" if isinstance(given, dict | list) or kind.startswith("model_") else f" (got {given!r})"
+    )
+    return f"{path}: {message}{shown}"
+
+
+def parse_config(raw: Any, source: str) -> LoadedConfig:
+    """Validate a parsed YAML document."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["the file must hold a mapping of keys (e.g. 'speech:')"])
+    unset: dict[str, tuple[str, ...]] = {}
+    data = _interpolate(_apply_default_secrets(raw), "", unset)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(e) for e in exc.errors(include_url=False)]
+        raise ConfigError(source, problems) from None
+    return LoadedConfig(config=config, source=source, unset_env=unset)
+
+
+def load_config(path: Path | None) -> LoadedConfig:
+    """Load ``path``; with None, the file named by $VOICE_SATELLITE_CONFIG, then
+    /etc/voice-satellite/config.yaml, then built-in defaults."""
+    if path is None:
+        env_path = os.environ.get(CONFIG_ENV)
+        if env_path:
+            path = Path(env_path)
+        elif DEFAULT_CONFIG_PATH.exists():
+            path = DEFAULT_CONFIG_PATH
+        else:
+            return parse_config({}, "built-in defaults")
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
+    return parse_config(raw, source)
+
+
+def read_secret(value: SecretStr, file: Path | None) -> str:
+    """The secret's value: from ``file`` when one is configured, else the (interpolated) value."""
+    if file is not None:
+        return file.read_text(encoding="utf-8").strip()
+    return value.get_secret_value().strip()

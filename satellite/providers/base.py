@@ -1,0 +1,171 @@
+"""What every speech provider offers, and how its failures are reported."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ..audio.pcm import SPEECH_FORMAT, AudioFormat
+
+
+class ErrorCode(StrEnum):
+    """Stable codes sent in Wyoming ``error`` events (documented in README)."""
+
+    MISSING_CREDENTIALS = "missing-credentials"  # no key configured (names the variable)
+    AUTH_FAILED = "auth-failed"  # the provider rejected the key (401/403)
+    CONNECT_FAILED = "connect-failed"  # refused, unreachable, or no handshake in time
+    TIMEOUT = "timeout"  # no first result, or not finished, within its deadline
+    PROVIDER_FAILED = "provider-failed"  # the provider reported failure or dropped mid-stream
+    BAD_REQUEST = "bad-request"  # the Wyoming client sent something unusable
+    INTERNAL = "internal-error"  # a bug on our side; logged with a traceback
+
+
+class ProviderError(Exception):
+    """A provider call failed; ``code`` is what the Wyoming client sees."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Seconds allowed for each phase of one provider call."""
+
+    connect: float = 5.0  # until the provider session is open
+    first_result: float = 10.0  # from the end of input (ASR) / first text (TTS) to first output
+    total: float = 60.0  # the whole call
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A provider key and, when it is missing, how the user supplies it."""
+
+    key: str
+    hint: str  # e.g. "set the environment variable DASHSCOPE_API_KEY (...)"
+
+    def __repr__(self) -> str:
+        return f"Credentials(key={'***' if self.key else ''!r}, hint={self.hint!r})"
+
+    def require(self, provider_label: str) -> str:
+        """The key, or ProviderError(MISSING_CREDENTIALS) naming how to set it."""
+        if not self.key:
+            raise ProviderError(
+                ErrorCode.MISSING_CREDENTIALS, f"no {provider_label} key: {self.hint}"
+            )
+        return self.key
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A TTS voice as advertised to Home Assistant."""
+
+    name: str
+    languages: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Per-request TTS settings from the Wyoming client."""
+
+    voice: str | None = None
+    ssml: bool = False
+
+
+class AsrSession(ABC):
+    """One utterance being recognized. Audio is 16 kHz mono s16le (``SPEECH_FORMAT``)."""
+
+    @abstractmethod
+    async def send(self, pcm: bytes) -> None:
+        """Stream audio to the provider as it arrives (never blocks on the network)."""
+
+    @abstractmethod
+    async def finish(self) -> str:
+        """End the audio and return every final phrase joined ("" if nothing was said)."""
+
+    @abstractmethod
+    async def cancel(self) -> None:
+        """Abandon the utterance and release the connection; never raises."""
+
+
+class AsrProvider(ABC):
+    """A speech-to-text service."""
+
+    name: str  # "dashscope", "azure": the provider key in config
+    input_format: AudioFormat = SPEECH_FORMAT
+
+    @property
+    @abstractmethod
+    def model(self) -> str:
+        """Model name shown in Home Assistant."""
+
+    @property
+    @abstractmethod
+    def languages(self) -> tuple[str, ...]:
+        """Languages advertised; each is accepted verbatim in ``transcribe``."""
+
+    @abstractmethod
+    async def open(self, language: str | None) -> AsrSession:
+        """Connect and start recognizing; ``language`` as HA sent it (None: default)."""
+
+    async def close(self) -> None:
+        """Release anything held between requests."""
+
+
+class TtsProvider(ABC):
+    """A text-to-speech service."""
+
+    name: str
+
+    @property
+    @abstractmethod
+    def audio_format(self) -> AudioFormat:
+        """Format of every chunk ``synthesize`` yields."""
+
+    @property
+    @abstractmethod
+    def model(self) -> str:
+        """Model or engine name shown in Home Assistant."""
+
+    @property
+    @abstractmethod
+    def voices(self) -> tuple[Voice, ...]:
+        """Voices advertised; the first is the default."""
+
+    @abstractmethod
+    def synthesize(
+        self, text: AsyncIterator[str], options: SynthesisOptions
+    ) -> AsyncIterator[bytes]:
+        """Speak text that arrives in pieces, yielding audio as the provider produces it.
+
+        Raises ProviderError on failure. The iterator ends when ``text`` is exhausted
+        and all its audio has been yielded.
+        """
+
+    async def close(self) -> None:
+        """Release anything held between requests."""
+
+
+class CallClock:
+    """The deadlines of one provider call: each wait gets its phase limit, capped by the total."""
+
+    def __init__(self, deadlines: Deadlines) -> None:
+        self.deadlines = deadlines
+        self._end = time.monotonic() + deadlines.total
+
+    def limit(self, phase_seconds: float) -> float:
+        """Seconds to wait now for a phase allowed ``phase_seconds``."""
+        return max(0.0, min(phase_seconds, self._end - time.monotonic()))
+
+    def timeout_error(self, what: str, phase_seconds: float) -> ProviderError:
+        """The error for a wait that ran out: blames the total deadline when that was hit."""
+        if self._end - time.monotonic() <= 0.0:
+            return ProviderError(
+                ErrorCode.TIMEOUT, f"{what}: not finished within {self.deadlines.total:g} s"
+            )
+        return ProviderError(ErrorCode.TIMEOUT, f"{what}: no answer within {phase_seconds:g} s")
