@@ -1,0 +1,138 @@
+"""Command line: ``voice-satellite run | check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import ConfigError, LoadedConfig, load_config
+
+_LOGGER = logging.getLogger("satellite")
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="YAML config file (default: $VOICE_SATELLITE_CONFIG, then "
+        "/etc/voice-satellite/config.yaml, then built-in defaults)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voice-satellite",
+        description="Wyoming speech endpoint (DashScope / Azure) for Home Assistant.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    _config_argument(run)
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=None,
+        help="overrides log_level from the config",
+    )
+
+    check = commands.add_parser("check-config", help="validate the config; exit 1 on problems")
+    _config_argument(check)
+    return parser
+
+
+def _load_or_report(path: Path | None) -> LoadedConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"invalid configuration: {exc.source}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _missing_secrets(loaded: LoadedConfig) -> list[str]:
+    """Warnings for the keys of the providers in use that are empty."""
+    config = loaded.config
+    used = (
+        {config.speech.asr.provider, config.speech.tts.provider} if config.speech.enabled else set()
+    )
+    warnings = []
+    if "dashscope" in used and not (
+        config.providers.dashscope.api_key.get_secret_value()
+        or config.providers.dashscope.api_key_file
+    ):
+        warnings.append(
+            f"DashScope has no API key; requests will fail until you "
+            f"{loaded.secret_hint('providers.dashscope.api_key')}"
+        )
+    azure = config.providers.azure
+    if "azure" in used and not azure.host:
+        if not (azure.key.get_secret_value() or azure.key_file):
+            warnings.append(
+                f"Azure Speech has no key; requests will fail until you "
+                f"{loaded.secret_hint('providers.azure.key')}"
+            )
+        if not azure.region:
+            warnings.append(
+                "Azure Speech has no region; "
+                f"{loaded.secret_hint('providers.azure.region')} or set providers.azure.host"
+            )
+    return warnings
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return 1
+    config = loaded.config
+    print(f"{loaded.source}: valid")
+    if config.speech.enabled:
+        print(
+            f"  speech endpoint {config.speech.uri}: ASR {config.speech.asr.provider}, "
+            f"TTS {config.speech.tts.provider}"
+        )
+    for warning in _missing_secrets(loaded):
+        print(f"  warning: {warning}")
+    return 0
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The SDKs log request headers (with the key) at debug level: keep them quieter.
+    for noisy in ("dashscope", "websocket", "websockets", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .daemon import Daemon
+
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return 1
+    _setup_logging(args.log_level or loaded.config.log_level)
+    for warning in _missing_secrets(loaded):
+        _LOGGER.warning(warning)
+    try:
+        asyncio.run(Daemon(loaded).run())
+    except OSError as exc:
+        _LOGGER.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args)
+    return _run(args)

@@ -1,0 +1,337 @@
+"""The Wyoming speech endpoint: one handler per client connection, ASR and TTS.
+
+ASR audio is converted and streamed to the provider as it arrives; the transcript (or an
+``error``) is written by the task that owns the utterance, so the connection keeps
+reading. TTS audio is written as the provider produces it. Streaming synthesis always
+ends with ``synthesize-stopped``, even after a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event, async_read_event
+from wyoming.info import Describe
+from wyoming.server import AsyncEventHandler
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+    SynthesizeTextFormat,
+)
+
+from ..audio.pcm import AudioFormat, PcmConverter
+from ..providers.base import AsrProvider, ErrorCode, ProviderError, SynthesisOptions, TtsProvider
+
+_LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class BadRequest(Exception):
+    """The client sent an event we cannot act on."""
+
+
+@dataclass(frozen=True)
+class SpeechService:
+    """What every connection of the speech endpoint shares."""
+
+    asr: AsrProvider | None
+    tts: TtsProvider | None
+    info: Event
+
+
+def _audio_format(data: dict) -> AudioFormat:
+    try:
+        fmt = AudioFormat(
+            rate=int(data["rate"]), width=int(data["width"]), channels=int(data["channels"])
+        )
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest("audio event needs integer rate, width and channels") from None
+    return fmt
+
+
+def _text_field(data: dict, key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise BadRequest(f"'{key}' must be a string")
+    return value
+
+
+class _TextStream:
+    """Text of one streaming synthesis, from synthesize-start to synthesize-stop."""
+
+    def __init__(self) -> None:
+        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self.stopped = asyncio.Event()
+
+    def add(self, text: str) -> None:
+        self._pieces.put_nowait(text)
+
+    def stop(self) -> None:
+        self._pieces.put_nowait(None)
+        self.stopped.set()
+
+    async def pieces(self) -> AsyncIterator[str]:
+        while (text := await self._pieces.get()) is not None:
+            yield text
+
+
+async def _one_text(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+class _Utterance:
+    """Audio of one transcription on its way to the provider."""
+
+    def __init__(self, source: AudioFormat, target: AudioFormat) -> None:
+        self.converter = PcmConverter(source, target)
+        self.audio: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.seconds = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+
+class SpeechHandler(AsyncEventHandler):
+    """Serves one Wyoming client: describe, transcribe, synthesize (plain and streaming)."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        service: SpeechService,
+    ) -> None:
+        super().__init__(reader, writer)
+        self.service = service
+        self.peer = writer.get_extra_info("peername")
+        self._language: str | None = None
+        self._utterance: _Utterance | None = None
+        self._tts_stream: _TextStream | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tts_tail: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        """Read events until the client leaves; malformed framing gets an error, then a close."""
+        try:
+            while True:
+                try:
+                    event = await async_read_event(self.reader)
+                except (KeyError, TypeError, AttributeError, asyncio.IncompleteReadError) as exc:
+                    await self._reject_stream(f"malformed event ({type(exc).__name__})")
+                    break
+                if event is None:
+                    if not self.reader.at_eof():
+                        await self._reject_stream("malformed event header (not a JSON line)")
+                    break
+                if not await self.handle_event(event):
+                    break
+        except ConnectionError:
+            pass
+        finally:
+            await self.disconnect()
+            self.writer.close()
+
+    async def _reject_stream(self, text: str) -> None:
+        _LOGGER.warning("client %s: %s; closing the connection", self.peer, text)
+        await self._send_error(ErrorCode.BAD_REQUEST, text)
+
+    async def handle_event(self, event: Event) -> bool:
+        try:
+            await self._dispatch(event)
+        except BadRequest as exc:
+            _LOGGER.warning("client %s: bad %s event: %s", self.peer, event.type, exc)
+            await self._send_error(ErrorCode.BAD_REQUEST, f"bad {event.type} event: {exc}")
+        return True
+
+    async def _dispatch(self, event: Event) -> None:
+        if Describe.is_type(event.type):
+            await self.write_event(self.service.info)
+        elif Transcribe.is_type(event.type):
+            language = event.data.get("language")
+            if language is not None and not isinstance(language, str):
+                raise BadRequest("'language' must be a string")
+            self._language = language or None
+        elif AudioStart.is_type(event.type):
+            self._start_utterance(_audio_format(event.data))
+        elif AudioChunk.is_type(event.type):
+            self._add_audio(event)
+        elif AudioStop.is_type(event.type):
+            self._end_utterance()
+        elif Synthesize.is_type(event.type):
+            if self._tts_stream is None:  # inside a stream it only repeats the chunks: ignore
+                self._start_synthesis(event.data, _one_text(_text_field(event.data, "text")))
+        elif SynthesizeStart.is_type(event.type):
+            if self._tts_stream is not None:
+                self._tts_stream.stop()  # an unfinished stream ends where the new one starts
+            self._tts_stream = _TextStream()
+            self._start_synthesis(event.data, self._tts_stream.pieces(), self._tts_stream)
+        elif SynthesizeChunk.is_type(event.type):
+            if self._tts_stream is None:
+                raise BadRequest("synthesize-chunk without synthesize-start")
+            self._tts_stream.add(_text_field(event.data, "text"))
+        elif SynthesizeStop.is_type(event.type):
+            if self._tts_stream is None:
+                raise BadRequest("synthesize-stop without synthesize-start")
+            self._tts_stream.stop()
+            self._tts_stream = None
+        # Anything else (ping, future events) is ignored, as Wyoming peers expect.
+
+    # --- speech to text ----------------------------------------------------------
+
+    def _start_utterance(self, source: AudioFormat) -> _Utterance:
+        asr = self.service.asr
+        if asr is None:
+            raise BadRequest("this endpoint has no speech-to-text provider")
+        if self._utterance is not None and self._utterance.task is not None:
+            self._utterance.task.cancel()  # a new utterance replaces an unfinished one
+        try:
+            utterance = _Utterance(source, asr.input_format)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        utterance.task = self._spawn(self._transcribe(asr, utterance, self._language))
+        self._utterance = utterance
+        return utterance
+
+    def _add_audio(self, event: Event) -> None:
+        utterance = self._utterance
+        if utterance is None:  # audio-start is optional for lenient clients
+            utterance = self._start_utterance(_audio_format(event.data))
+        if utterance.task is not None and utterance.task.done():
+            return  # the provider already failed; the error has been sent
+        pcm = utterance.converter.convert(event.payload or b"")
+        utterance.seconds += utterance.converter.source.seconds(len(event.payload or b""))
+        if pcm:
+            utterance.audio.put_nowait(pcm)
+
+    def _end_utterance(self) -> None:
+        if self._utterance is None:
+            raise BadRequest("audio-stop without audio")
+        self._utterance.audio.put_nowait(None)
+        self._utterance = None
+
+    async def _transcribe(
+        self, asr: AsrProvider, utterance: _Utterance, language: str | None
+    ) -> None:
+        async def recognize() -> str:
+            session = await asr.open(language)
+            try:
+                while (pcm := await utterance.audio.get()) is not None:
+                    await session.send(pcm)
+                finish_started = time.monotonic()
+                text = await session.finish()
+            except BaseException:
+                await session.cancel()
+                raise
+            _LOGGER.info(
+                "ASR %s: %.1f s of audio -> %d characters, %.0f ms after audio-stop",
+                asr.name,
+                utterance.seconds,
+                len(text),
+                (time.monotonic() - finish_started) * 1000,
+            )
+            return text
+
+        text = await self._guard("ASR", asr.name, recognize())
+        if text is not None:
+            await self.write_event(Transcript(text=text, language=language).event())
+
+    # --- text to speech ----------------------------------------------------------
+
+    def _start_synthesis(
+        self, data: dict, texts: AsyncIterator[str], stream: _TextStream | None = None
+    ) -> None:
+        tts = self.service.tts
+        if tts is None:
+            raise BadRequest("this endpoint has no text-to-speech provider")
+        voice = data.get("voice") or {}
+        if not isinstance(voice, dict) or not isinstance(voice.get("name", ""), str):
+            raise BadRequest("'voice' must be an object with a string 'name'")
+        options = SynthesisOptions(
+            voice=voice.get("name") or None,
+            ssml=data.get("text_format") == SynthesizeTextFormat.SSML.value,
+        )
+        previous = self._tts_tail
+        self._tts_tail = self._spawn(self._synthesize(tts, texts, options, stream, previous))
+
+    async def _synthesize(
+        self,
+        tts: TtsProvider,
+        texts: AsyncIterator[str],
+        options: SynthesisOptions,
+        stream: _TextStream | None,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        if previous is not None:  # one synthesis at a time per connection, in order
+            await asyncio.gather(previous, return_exceptions=True)
+        fmt = tts.audio_format
+        start = AudioStart(rate=fmt.rate, width=fmt.width, channels=fmt.channels).event()
+
+        async def speak() -> bool:
+            started = time.monotonic()
+            audio_bytes = 0
+            async for pcm in tts.synthesize(texts, options):
+                if audio_bytes == 0:
+                    await self.write_event(start)
+                audio_bytes += len(pcm)
+                chunk = AudioChunk(rate=fmt.rate, width=fmt.width, channels=fmt.channels, audio=pcm)
+                await self.write_event(chunk.event())
+            if audio_bytes == 0 and stream is None:
+                await self.write_event(start)  # a plain request always gets audio-start/stop
+            if audio_bytes or stream is None:
+                await self.write_event(AudioStop().event())
+            _LOGGER.info(
+                "TTS %s: %.1f s of audio in %.0f ms",
+                tts.name,
+                fmt.seconds(audio_bytes),
+                (time.monotonic() - started) * 1000,
+            )
+            return True
+
+        try:
+            await self._guard("TTS", tts.name, speak())
+        finally:
+            if stream is not None:
+                await stream.stopped.wait()  # answer synthesize-stop only once it came
+                await self.write_event(SynthesizeStopped().event())
+
+    # --- shared ------------------------------------------------------------------
+
+    async def _guard(self, role: str, provider: str, work: Awaitable[T]) -> T | None:
+        """Run provider work; a failure becomes an ``error`` event and a log line."""
+        try:
+            return await work
+        except ProviderError as exc:
+            _LOGGER.warning("%s %s failed [%s]: %s", role, provider, exc.code, exc.message)
+            await self._send_error(exc.code, f"{role} {provider}: {exc.message}")
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:
+            _LOGGER.exception("%s %s: unexpected failure", role, provider)
+            await self._send_error(ErrorCode.INTERNAL, f"{role} {provider}: internal error")
+        return None
+
+    async def _send_error(self, code: ErrorCode, text: str) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self.write_event(Error(text=text, code=code.value).event())
+
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def disconnect(self) -> None:
+        """Cancel whatever this client started; providers release their sessions."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,141 @@
+"""Config loading: defaults, interpolation, and errors that name file, key path and fix."""
+
+from pathlib import Path
+
+import pytest
+
+from satellite.cli import main
+from satellite.config import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.source == str(path)
+    return caught.value.problems
+
+
+def test_public_contract_keys_load(tmp_path, monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-contract")
+    monkeypatch.setenv("AZURE_SPEECH_KEY", "az-contract")
+    monkeypatch.setenv("AZURE_SPEECH_REGION", "eastasia")
+    path = write(
+        tmp_path,
+        """
+speech:
+  uri: tcp://0.0.0.0:10300
+  asr: {provider: dashscope, language: zh}
+  tts: {provider: dashscope, voice: longxiaochun_v2}
+providers:
+  dashscope:
+    api_key: ${DASHSCOPE_API_KEY}
+    websocket_url: wss://dashscope.aliyuncs.com/api-ws/v1/inference
+    asr: {model: paraformer-realtime-v2}
+    tts: {model: cosyvoice-v2, voice: longxiaochun_v2, sample_rate: 22050}
+  azure:
+    key: ${AZURE_SPEECH_KEY}
+    region: ${AZURE_SPEECH_REGION}
+    host: null
+    asr: {languages: [zh-CN, en-US]}
+    tts: {voice: zh-CN-XiaoxiaoNeural, sample_rate: 24000}
+""",
+    )
+    config = load_config(path).config
+    assert config.providers.dashscope.api_key.get_secret_value() == "sk-contract"
+    assert config.providers.azure.region == "eastasia"
+    assert config.providers.azure.asr.languages == ("zh-CN", "en-US")
+    assert config.speech.tts.voice == "longxiaochun_v2"
+    assert "sk-contract" not in repr(config)
+
+
+def test_shipped_configs_are_valid():
+    for path in [
+        REPO / "config/satellite.yaml",
+        *sorted((REPO / "config/examples").glob("*.yaml")),
+    ]:
+        load_config(path)
+
+
+def test_env_default_and_unset_variable_is_remembered(monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    monkeypatch.delenv("VS_TEST_URI", raising=False)
+    loaded = parse_config({"speech": {"uri": "${VS_TEST_URI:-tcp://127.0.0.1:10400}"}}, "test.yaml")
+    assert loaded.config.speech.uri == "tcp://127.0.0.1:10400"
+    assert loaded.config.providers.dashscope.api_key.get_secret_value() == ""
+    hint = loaded.secret_hint("providers.dashscope.api_key")
+    assert "DASHSCOPE_API_KEY" in hint and "test.yaml" in hint
+
+
+def test_omitted_keys_still_read_the_environment(monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-from-env")
+    loaded = parse_config({}, "built-in defaults")
+    assert loaded.config.providers.dashscope.api_key.get_secret_value() == "sk-from-env"
+    assert loaded.config.speech.asr.provider == "dashscope"
+    assert loaded.config.speech.tts.provider == "dashscope"
+
+
+def test_unknown_key_names_the_path(tmp_path):
+    path = write(tmp_path, "speech:\n  asr: {provider: dashscope, langauge: zh}\n")
+    [problem] = problems_of(path)
+    assert problem.startswith("speech.asr.langauge: unknown key")
+
+
+def test_bad_values_name_path_and_expectation(tmp_path):
+    path = write(
+        tmp_path,
+        """
+speech:
+  uri: http://0.0.0.0:10300
+  asr: {provider: google}
+providers:
+  dashscope:
+    tts: {sample_rate: 22051}
+    timeouts: {connect: -1}
+""",
+    )
+    problems = problems_of(path)
+    assert any(p.startswith("speech.uri: expected tcp://HOST:PORT") for p in problems)
+    assert any(p.startswith("speech.asr.provider:") and "'dashscope'" in p for p in problems)
+    assert any(
+        p.startswith("providers.dashscope.tts.sample_rate:") and "22050" in p for p in problems
+    )
+    assert any(p.startswith("providers.dashscope.timeouts.connect:") for p in problems)
+
+
+def test_voice_of_the_other_provider_is_rejected(tmp_path):
+    path = write(tmp_path, "speech:\n  tts: {provider: azure, voice: longxiaochun_v2}\n")
+    [problem] = problems_of(path)
+    assert "speech" in problem and "not an Azure voice" in problem
+
+
+def test_yaml_syntax_error_gives_line(tmp_path):
+    path = write(tmp_path, "speech:\n  uri: [unclosed\n")
+    [problem] = problems_of(path)
+    assert "line" in problem and "invalid YAML" in problem
+
+
+def test_missing_file(tmp_path):
+    [problem] = problems_of(tmp_path / "nope.yaml")
+    assert "cannot read" in problem
+
+
+def test_check_config_exit_codes(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    good = write(tmp_path, "speech: {asr: {provider: dashscope}}\n")
+    assert main(["check-config", "--config", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "DASHSCOPE_API_KEY" in out
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("speech: {port: 1}\n", encoding="utf-8")
+    assert main(["check-config", "--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "speech.port: unknown key" in err

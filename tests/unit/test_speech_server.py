@@ -1,0 +1,301 @@
+"""The speech endpoint's Wyoming behaviour, with scripted providers behind our interface."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from functools import partial
+
+import pytest
+from wyoming.asr import Transcribe
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
+from wyoming.info import Describe, Info
+from wyoming.server import AsyncServer
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeVoice,
+)
+
+from satellite.audio.pcm import AudioFormat
+from satellite.providers.base import (
+    AsrProvider,
+    AsrSession,
+    ErrorCode,
+    ProviderError,
+    SynthesisOptions,
+    TtsProvider,
+    Voice,
+)
+from satellite.speech.info import build_info
+from satellite.speech.server import SpeechHandler, SpeechService
+
+
+class ScriptedSession(AsrSession):
+    def __init__(self, provider: ScriptedAsr) -> None:
+        self.provider = provider
+        self.audio = bytearray()
+
+    async def send(self, pcm: bytes) -> None:
+        self.audio += pcm
+
+    async def finish(self) -> str:
+        self.provider.received.append(bytes(self.audio))
+        if self.provider.fail_on_finish:
+            raise ProviderError(ErrorCode.TIMEOUT, "no answer within 1 s")
+        return "你好。打开灯。"
+
+    async def cancel(self) -> None:
+        self.provider.cancelled += 1
+
+
+class ScriptedAsr(AsrProvider):
+    name = "dashscope"
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.languages_opened: list[str | None] = []
+        self.fail_on_open = False
+        self.fail_on_finish = False
+        self.cancelled = 0
+
+    model = "paraformer-realtime-v2"
+    languages = ("zh", "en")
+
+    async def open(self, language: str | None) -> AsrSession:
+        self.languages_opened.append(language)
+        if self.fail_on_open:
+            raise ProviderError(ErrorCode.AUTH_FAILED, "the key was rejected")
+        return ScriptedSession(self)
+
+
+class ScriptedTts(TtsProvider):
+    """Yields 100 bytes of audio per text character, in one chunk per piece of text."""
+
+    name = "azure"
+    audio_format = AudioFormat(24000, 2, 1)
+    model = "azure-neural"
+    voices = (
+        Voice("zh-CN-XiaoxiaoNeural", ("zh-CN",), "Xiaoxiao"),
+        Voice("en-US-JennyNeural", ("en-US",)),
+    )
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[list[str], SynthesisOptions]] = []
+        self.fail_after_pieces: int | None = None
+
+    async def synthesize(
+        self, text: AsyncIterator[str], options: SynthesisOptions
+    ) -> AsyncIterator[bytes]:
+        pieces: list[str] = []
+        self.requests.append((pieces, options))
+        async for piece in text:
+            if self.fail_after_pieces is not None and len(pieces) >= self.fail_after_pieces:
+                raise ProviderError(ErrorCode.PROVIDER_FAILED, "task failed: throttled")
+            pieces.append(piece)
+            yield bytes([len(pieces)]) * (100 * len(piece))
+
+
+@pytest.fixture
+async def endpoint():
+    asr, tts = ScriptedAsr(), ScriptedTts()
+    service = SpeechService(asr=asr, tts=tts, info=build_info(asr, tts).event())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = AsyncServer.from_uri(f"tcp://127.0.0.1:{port}")
+    await server.start(partial(SpeechHandler, service=service))
+    yield asr, tts, port
+    await server.stop()
+
+
+async def connect(port: int) -> AsyncTcpClient:
+    client = AsyncTcpClient("127.0.0.1", port)
+    await client.connect()
+    return client
+
+
+async def read(client: AsyncTcpClient) -> Event:
+    event = await asyncio.wait_for(client.read_event(), timeout=5)
+    assert event is not None, "connection closed"
+    return event
+
+
+async def read_until(client: AsyncTcpClient, last_type: str) -> list[Event]:
+    events = []
+    while True:
+        events.append(await read(client))
+        if events[-1].type == last_type:
+            return events
+
+
+async def test_describe_advertises_both_roles(endpoint):
+    _, _, port = endpoint
+    client = await connect(port)
+    await client.write_event(Describe().event())
+    info = Info.from_event(await read(client))
+    [asr] = info.asr
+    [tts] = info.tts
+    assert asr.installed and asr.attribution.name and asr.models[0].languages == ["zh", "en"]
+    assert tts.installed and tts.supports_synthesize_streaming
+    assert [v.name for v in tts.voices] == ["zh-CN-XiaoxiaoNeural", "en-US-JennyNeural"]
+    assert tts.voices[0].languages == ["zh-CN"] and tts.voices[0].description == "Xiaoxiao"
+    await client.disconnect()
+
+
+async def test_transcribe_with_odd_chunks_reaches_provider_byte_exact(endpoint):
+    asr, _, port = endpoint
+    audio = bytes(range(256)) * 40
+    client = await connect(port)
+    await client.write_event(Transcribe(language="zh").event())
+    await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+    for i in range(0, len(audio), 333):
+        await client.write_event(AudioChunk(16000, 2, 1, audio[i : i + 333]).event())
+    await client.write_event(AudioStop().event())
+    event = await read(client)
+    assert event.type == "transcript" and event.data["text"] == "你好。打开灯。"
+    assert asr.received == [audio]
+    assert asr.languages_opened == ["zh"]
+    await client.disconnect()
+
+
+async def test_audio_is_converted_to_16k_mono(endpoint):
+    asr, _, port = endpoint
+    client = await connect(port)
+    await client.write_event(AudioStart(rate=48000, width=2, channels=2).event())
+    one_second = bytes(48000 * 2 * 2)
+    await client.write_event(AudioChunk(48000, 2, 2, one_second).event())
+    await client.write_event(AudioStop().event())
+    assert (await read(client)).type == "transcript"
+    assert abs(len(asr.received[0]) - 32000) <= 4
+    await client.disconnect()
+
+
+async def test_asr_failure_becomes_error_and_next_request_works(endpoint):
+    asr, _, port = endpoint
+    asr.fail_on_open = True
+    client = await connect(port)
+    await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+    await client.write_event(AudioChunk(16000, 2, 1, bytes(640)).event())
+    await client.write_event(AudioStop().event())
+    error = await read(client)
+    assert error.type == "error" and error.data["code"] == "auth-failed"
+    asr.fail_on_open = False
+    await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+    await client.write_event(AudioChunk(16000, 2, 1, bytes(640)).event())
+    await client.write_event(AudioStop().event())
+    assert (await read(client)).type == "transcript"
+    await client.disconnect()
+
+
+async def test_asr_timeout_is_reported_with_its_code(endpoint):
+    asr, _, port = endpoint
+    asr.fail_on_finish = True
+    client = await connect(port)
+    await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+    await client.write_event(AudioStop().event())
+    error = await read(client)
+    assert (error.type, error.data["code"]) == ("error", "timeout")
+    assert "dashscope" in error.data["text"]
+    await client.disconnect()
+
+
+async def test_plain_synthesize(endpoint):
+    _, tts, port = endpoint
+    client = await connect(port)
+    voice = SynthesizeVoice(name="en-US-JennyNeural")
+    await client.write_event(Synthesize(text="hello", voice=voice).event())
+    events = await read_until(client, "audio-stop")
+    assert events[0].type == "audio-start" and events[0].data["rate"] == 24000
+    audio = b"".join(e.payload or b"" for e in events if e.type == "audio-chunk")
+    assert audio == b"\x01" * 500
+    assert tts.requests[0] == (["hello"], SynthesisOptions(voice="en-US-JennyNeural"))
+    await client.disconnect()
+
+
+async def test_streaming_synthesis_ignores_the_repeated_synthesize(endpoint):
+    _, tts, port = endpoint
+    client = await connect(port)
+    await client.write_event(SynthesizeStart().event())
+    for piece in ["Hello there. ", "How are ", "you?"]:
+        await client.write_event(SynthesizeChunk(text=piece).event())
+    await client.write_event(Synthesize(text="Hello there. How are you?").event())
+    await client.write_event(SynthesizeStop().event())
+    events = await read_until(client, "synthesize-stopped")
+    types = [e.type for e in events]
+    assert types[0] == "audio-start" and types[-2:] == ["audio-stop", "synthesize-stopped"]
+    assert types.count("audio-start") == 1
+    assert tts.requests[0][0] == ["Hello there. ", "How are ", "you?"]
+    assert len(tts.requests) == 1
+    # Nothing else arrives: the repeated synthesize was not answered.
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(client.read_event(), timeout=0.3)
+    await client.disconnect()
+
+
+async def test_streaming_failure_still_ends_with_synthesize_stopped(endpoint):
+    _, tts, port = endpoint
+    tts.fail_after_pieces = 1
+    client = await connect(port)
+    await client.write_event(SynthesizeStart().event())
+    await client.write_event(SynthesizeChunk(text="one. ").event())
+    await client.write_event(SynthesizeChunk(text="two. ").event())
+    await client.write_event(SynthesizeStop().event())
+    events = await read_until(client, "synthesize-stopped")
+    errors = [e for e in events if e.type == "error"]
+    assert [e.data["code"] for e in errors] == ["provider-failed"]
+    tts.fail_after_pieces = None
+    await client.write_event(Synthesize(text="ok").event())
+    assert (await read_until(client, "audio-stop"))[0].type == "audio-start"
+    await client.disconnect()
+
+
+async def test_bad_events_get_errors_and_the_connection_keeps_serving(endpoint):
+    _, _, port = endpoint
+    client = await connect(port)
+    await client.write_event(SynthesizeChunk(text="orphan").event())
+    assert (await read(client)).data["code"] == "bad-request"
+    await client.write_event(Event(type="audio-start", data={"rate": "fast"}))
+    assert (await read(client)).data["code"] == "bad-request"
+    await client.write_event(Event(type="synthesize", data={"text": 5}))
+    assert (await read(client)).data["code"] == "bad-request"
+    await client.write_event(Event(type="made-up-event", data={"x": 1}))
+    await client.write_event(Describe().event())
+    assert (await read(client)).type == "info"
+    await client.disconnect()
+
+
+async def test_malformed_header_gets_error_then_close(endpoint):
+    _, _, port = endpoint
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"this is not json\n")
+    await writer.drain()
+    header = await asyncio.wait_for(reader.readline(), 5)
+    assert b'"error"' in header
+    assert await asyncio.wait_for(reader.read(), 5)  # the error's data, then EOF
+    writer.close()
+    client = await connect(port)  # the server is still serving
+    await client.write_event(Describe().event())
+    assert (await read(client)).type == "info"
+    await client.disconnect()
+
+
+async def test_many_clients_at_once(endpoint):
+    asr, _, port = endpoint
+
+    async def one(index: int) -> str:
+        client = await connect(port)
+        await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+        await client.write_event(AudioChunk(16000, 2, 1, bytes([index]) * 320).event())
+        await client.write_event(AudioStop().event())
+        event = await read(client)
+        await client.disconnect()
+        return event.type
+
+    assert await asyncio.gather(*(one(i) for i in range(20))) == ["transcript"] * 20
+    assert sorted(a[0] for a in asr.received) == list(range(20))
