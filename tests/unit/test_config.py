@@ -139,3 +139,15 @@ def test_check_config_exit_codes(tmp_path, capsys, monkeypatch):
     assert main(["check-config", "--config", str(bad)]) == 1
     err = capsys.readouterr().err
     assert str(bad) in err and "speech.port: unknown key" in err
+
+
+def test_no_config_file_means_built_in_defaults(monkeypatch, tmp_path):
+    monkeypatch.delenv("VOICE_SATELLITE_CONFIG", raising=False)
+    monkeypatch.setattr("satellite.config.DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
+    loaded = load_config(None)
+    assert loaded.source == "built-in defaults"
+    assert loaded.config.speech.uri == "tcp://0.0.0.0:10300"
+
+    chosen = write(tmp_path, "speech: {uri: 'tcp://127.0.0.1:10999'}\n")
+    monkeypatch.setenv("VOICE_SATELLITE_CONFIG", str(chosen))
+    assert load_config(None).config.speech.uri == "tcp://127.0.0.1:10999"

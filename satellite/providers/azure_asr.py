@@ -1,0 +1,232 @@
+"""Speech-to-text with Azure Speech continuous recognition, fed by a push stream."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import azure.cognitiveservices.speech as speechsdk
+
+from ..config import AzureConfig
+from .azure_common import Cancellation, SdkEvent, deadlines, speech_config
+from .base import AsrProvider, AsrSession, CallClock, Credentials, ErrorCode, ProviderError
+from .bridge import CallbackQueue, run_blocking, run_blocking_detached
+
+_WHAT = "Azure ASR"
+_PROFANITY = {
+    "masked": speechsdk.ProfanityOption.Masked,
+    "removed": speechsdk.ProfanityOption.Removed,
+    "raw": speechsdk.ProfanityOption.Raw,
+}
+# Continuous recognition cannot switch the SDK to interactive mode: name its endpoint instead.
+_INTERACTIVE_PATH = "/speech/recognition/interactive/cognitiveservices/v1"
+# How long stopping (and freeing) a recognizer waits for a silent or lost service; the
+# SDK's default is 10 s, during which a pool thread is held.
+_STOP_TIMEOUT_SECONDS = "1"
+# Han, kana, CJK punctuation and fullwidth forms: text written without spaces between words.
+_CJK = re.compile(
+    r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0002fa1f]"
+)
+
+
+def _primary(locale: str) -> str:
+    return locale.split("-", 1)[0].lower()
+
+
+def _same_primary(language: str, locales: tuple[str, ...]) -> str | None:
+    return next((loc for loc in locales if _primary(loc) == _primary(language)), None)
+
+
+def advertised_languages(configured: tuple[str, ...], default: str | None) -> tuple[str, ...]:
+    """The configured locales with the default language's locale first."""
+    if not default:
+        return configured
+    preferred = default if default in configured or "-" in default else None
+    preferred = preferred or _same_primary(default, configured)
+    if preferred is None:
+        return configured
+    return (preferred, *(loc for loc in configured if loc != preferred))
+
+
+def join_phrases(phrases: list[str]) -> str:
+    """Join recognized phrases: no space where either side of the join is CJK."""
+    text = ""
+    for phrase in phrases:
+        if text and not (_CJK.match(text[-1]) or _CJK.match(phrase[0])):
+            text += " "
+        text += phrase
+    return text
+
+
+class AzureAsrProvider(AsrProvider):
+    name = "azure"
+
+    def __init__(
+        self, config: AzureConfig, credentials: Credentials, default_language: str | None
+    ) -> None:
+        self._config = config
+        self._credentials = credentials
+        self._languages = advertised_languages(config.asr.languages, default_language)
+
+    @property
+    def model(self) -> str:
+        return f"azure-{self._config.asr.mode}"
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self._languages
+
+    def locale_for(self, language: str | None) -> str:
+        """The locale to recognize for the language HA sent."""
+        if not language:
+            return self._languages[0]
+        if language in self._languages:
+            return language
+        match = _same_primary(language, self._languages)
+        if match:
+            return match
+        return language if "-" in language else self._languages[0]
+
+    async def open(self, language: str | None) -> AsrSession:
+        clock = CallClock(deadlines(self._config))
+        mode = self._config.asr.mode
+        config = speech_config(
+            self._config, self._credentials, _INTERACTIVE_PATH if mode == "interactive" else None
+        )
+        config.speech_recognition_language = self.locale_for(language)
+        config.set_profanity(_PROFANITY[self._config.asr.profanity])
+        config.set_property_by_name("SPEECH-StopRecognitionTimeoutInSeconds", _STOP_TIMEOUT_SECONDS)
+        if mode == "dictation":
+            config.enable_dictation()
+        session = AzureAsrSession(config, clock, self._credentials.key)
+        await session.start()
+        return session
+
+
+class _Recognition:
+    """The SDK objects of one utterance.
+
+    The callbacks hold ``events``, never these objects: a reference cycle would let the
+    garbage collector free the recognizer on whichever thread it happens to run.
+    """
+
+    def __init__(self, config: speechsdk.SpeechConfig, events: CallbackQueue[SdkEvent]) -> None:
+        self.stream = speechsdk.audio.PushAudioInputStream(
+            speechsdk.audio.AudioStreamFormat(
+                samples_per_second=16000, bits_per_sample=16, channels=1
+            )
+        )
+        self.recognizer: speechsdk.SpeechRecognizer | None = speechsdk.SpeechRecognizer(
+            speech_config=config, audio_config=speechsdk.audio.AudioConfig(stream=self.stream)
+        )
+        self.connection: speechsdk.Connection | None = speechsdk.Connection.from_recognizer(
+            self.recognizer
+        )
+
+        def on_recognized(e: speechsdk.SpeechRecognitionEventArgs) -> None:
+            text = e.result.text.strip()
+            if e.result.reason == speechsdk.ResultReason.RecognizedSpeech and text:
+                events.put(SdkEvent("recognized", text=text))
+
+        def on_canceled(e: speechsdk.SpeechRecognitionCanceledEventArgs) -> None:
+            details = e.cancellation_details
+            cancellation = Cancellation(details.reason, details.code, details.error_details or "")
+            events.put(SdkEvent("canceled", cancellation=cancellation))
+
+        self.connection.connected.connect(lambda _: events.put(SdkEvent("connected")))
+        self.recognizer.recognized.connect(on_recognized)
+        self.recognizer.canceled.connect(on_canceled)
+        self.recognizer.session_stopped.connect(lambda _: events.put(SdkEvent("done")))
+
+    def start(self) -> None:
+        """Blocking."""
+        assert self.recognizer is not None
+        self.recognizer.start_continuous_recognition_async().get()
+
+    def release(self) -> None:
+        """Blocking: stop recognizing and free the native objects on this (pool) thread.
+
+        After a failure, stopping and freeing each wait the stop timeout.
+        """
+        recognizer, self.recognizer = self.recognizer, None
+        self.connection = None
+        if recognizer is not None:
+            recognizer.stop_continuous_recognition_async().get()
+
+
+class AzureAsrSession(AsrSession):
+    def __init__(self, config: speechsdk.SpeechConfig, clock: CallClock, key: str) -> None:
+        self._clock = clock
+        self._key = key
+        self._events: CallbackQueue[SdkEvent] = CallbackQueue()
+        self._native: _Recognition | None = _Recognition(config, self._events)
+        self._connected = False
+        self._ended = False  # the stream was closed
+        self._phrases: list[str] = []
+
+    async def start(self) -> None:
+        """Start recognizing and wait until the service is connected."""
+        connect = self._clock.deadlines.connect
+        try:
+            assert self._native is not None
+            async with asyncio.timeout(self._clock.limit(connect)):
+                await run_blocking(self._native.start)
+                while not self._connected:
+                    self._handle(await self._events.get(None))
+        except TimeoutError:
+            await self.cancel()
+            if self._clock.limit(connect) > 0:  # the connect deadline ran out, not the total
+                raise ProviderError(
+                    ErrorCode.CONNECT_FAILED, f"{_WHAT}: no connection within {connect:g} s"
+                ) from None
+            raise self._clock.timeout_error(_WHAT, connect) from None
+        except BaseException:
+            await self.cancel()
+            raise
+
+    def _handle(self, event: SdkEvent) -> None:
+        """Apply one SDK event; raises the ProviderError of a failure."""
+        if event.kind == "connected":
+            self._connected = True
+        elif event.kind == "recognized":
+            self._phrases.append(event.text)
+        elif event.kind == "canceled":
+            assert event.cancellation is not None
+            if event.cancellation.reason != speechsdk.CancellationReason.EndOfStream:
+                raise event.cancellation.error(_WHAT, self._connected, self._key)
+        elif event.kind == "done" and not self._ended:
+            raise ProviderError(ErrorCode.PROVIDER_FAILED, f"{_WHAT}: session ended early")
+
+    async def send(self, pcm: bytes) -> None:
+        if self._native is None or self._ended:
+            return
+        try:
+            while (event := self._events.get_nowait()) is not None:
+                self._handle(event)
+            if self._clock.limit(self._clock.deadlines.total) <= 0:
+                raise self._clock.timeout_error(_WHAT, self._clock.deadlines.total)
+        except ProviderError:
+            await self.cancel()
+            raise
+        self._native.stream.write(pcm)
+
+    async def finish(self) -> str:
+        if self._native is None:
+            raise ProviderError(ErrorCode.INTERNAL, f"{_WHAT}: session already closed")
+        first_result = self._clock.deadlines.first_result
+        self._ended = True
+        self._native.stream.close()
+        try:
+            async with asyncio.timeout(self._clock.limit(first_result)):
+                while (event := await self._events.get(None)).kind != "done":
+                    self._handle(event)
+        except TimeoutError:
+            raise self._clock.timeout_error(_WHAT, first_result) from None
+        finally:
+            await self.cancel()
+        return join_phrases(self._phrases)
+
+    async def cancel(self) -> None:
+        native, self._native = self._native, None
+        if native is not None:
+            run_blocking_detached(native.release)

@@ -1,0 +1,87 @@
+"""What the Azure recognizer and synthesizer share: SDK configuration and error mapping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import azure.cognitiveservices.speech as speechsdk
+
+from ..config import AzureConfig
+from .base import Credentials, Deadlines, ErrorCode, ProviderError
+
+_Code = speechsdk.CancellationErrorCode
+_AUTH_CODES = (_Code.AuthenticationFailure, _Code.Forbidden)
+_MAX_DETAILS = 300
+
+
+def deadlines(config: AzureConfig) -> Deadlines:
+    timeouts = config.timeouts
+    return Deadlines(
+        connect=timeouts.connect, first_result=timeouts.first_result, total=timeouts.total
+    )
+
+
+def speech_config(
+    config: AzureConfig, credentials: Credentials, endpoint_path: str | None = None
+) -> speechsdk.SpeechConfig:
+    """A SpeechConfig for the configured container host or cloud region.
+
+    ``endpoint_path`` pins the websocket path (e.g. an interactive recognition endpoint),
+    which the SDK otherwise derives from the recognition mode.
+    """
+    if config.host:
+        key = credentials.key or None  # a container may need no key
+        if endpoint_path:
+            return speechsdk.SpeechConfig(
+                endpoint=config.host.rstrip("/") + endpoint_path, subscription=key
+            )
+        return speechsdk.SpeechConfig(host=config.host, subscription=key)
+    if not config.region:
+        message = (
+            "no Azure Speech region: set the environment variable AZURE_SPEECH_REGION "
+            "(providers.azure.region), or providers.azure.host for a Speech container"
+        )
+        if not credentials.key:
+            message += f"; no Azure Speech key: {credentials.hint}"
+        raise ProviderError(ErrorCode.MISSING_CREDENTIALS, message)
+    key = credentials.require("Azure Speech")
+    if endpoint_path:
+        domain = "azure.cn" if config.region.startswith("china") else "microsoft.com"
+        endpoint = f"wss://{config.region}.stt.speech.{domain}{endpoint_path}"
+        return speechsdk.SpeechConfig(endpoint=endpoint, subscription=key)
+    return speechsdk.SpeechConfig(subscription=key, region=config.region)
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """Why the SDK canceled a request, copied out of its event on the callback thread."""
+
+    reason: speechsdk.CancellationReason
+    code: speechsdk.CancellationErrorCode
+    details: str
+
+    def error(self, what: str, connected: bool, key: str) -> ProviderError:
+        """The ProviderError for this cancellation; ``connected``: the service was reached."""
+        if self.code in _AUTH_CODES:
+            code = ErrorCode.AUTH_FAILED
+        elif self.code == _Code.ConnectionFailure and not connected:
+            code = ErrorCode.CONNECT_FAILED
+        elif self.code == _Code.ServiceTimeout:
+            code = ErrorCode.TIMEOUT
+        else:
+            code = ErrorCode.PROVIDER_FAILED
+        details = " ".join(self.details.split())[:_MAX_DETAILS]
+        if key:
+            details = details.replace(key, "***")
+        return ProviderError(code, f"{what}: {self.code.name}: {details}")
+
+
+@dataclass(frozen=True)
+class SdkEvent:
+    """One SDK callback, copied out of the SDK's event object on the callback thread."""
+
+    kind: Literal["connected", "disconnected", "recognized", "audio", "done", "canceled"]
+    text: str = ""
+    audio: bytes = b""
+    cancellation: Cancellation | None = None

@@ -1,0 +1,292 @@
+"""Text-to-speech with Azure Speech: streamed text is spoken sentence by sentence."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from xml.sax.saxutils import escape, quoteattr
+
+import azure.cognitiveservices.speech as speechsdk
+
+from ..audio.pcm import AudioFormat
+from ..config import AzureConfig, AzureTts
+from .azure_common import Cancellation, SdkEvent, deadlines, speech_config
+from .base import (
+    CallClock,
+    Credentials,
+    Deadlines,
+    ErrorCode,
+    ProviderError,
+    SynthesisOptions,
+    TtsProvider,
+    Voice,
+)
+from .bridge import CallbackQueue, run_blocking, run_blocking_detached
+
+_WHAT = "Azure TTS"
+_FORMATS = {
+    8000: speechsdk.SpeechSynthesisOutputFormat.Raw8Khz16BitMonoPcm,
+    16000: speechsdk.SpeechSynthesisOutputFormat.Raw16Khz16BitMonoPcm,
+    22050: speechsdk.SpeechSynthesisOutputFormat.Raw22050Hz16BitMonoPcm,
+    24000: speechsdk.SpeechSynthesisOutputFormat.Raw24Khz16BitMonoPcm,
+    44100: speechsdk.SpeechSynthesisOutputFormat.Raw44100Hz16BitMonoPcm,
+    48000: speechsdk.SpeechSynthesisOutputFormat.Raw48Khz16BitMonoPcm,
+}
+_MAX_IDLE = 4  # connected synthesizers kept for the next requests
+# A sentence ends after . ! ? ; before whitespace, after CJK punctuation, or at a newline.
+_SENTENCE_END = re.compile(r"[.!?;](?=\s)|[。！？；]|\n")
+
+
+def voice_locale(voice: str) -> str:
+    """The locale of a voice name: everything before its last part (zh-CN-XiaoxiaoNeural)."""
+    return voice.rsplit("-", 1)[0]
+
+
+def describe_voice(voice: str) -> Voice:
+    locale = voice_locale(voice)
+    speaker = voice.rsplit("-", 1)[-1].removesuffix("Neural") or voice
+    return Voice(name=voice, languages=(locale,), description=f"{speaker} ({locale})")
+
+
+def build_ssml(text: str, voice: str, tts: AzureTts) -> str:
+    """SSML speaking plain ``text`` with the configured prosody and style."""
+    body = escape(text)
+    prosody = {"rate": tts.rate, "pitch": tts.pitch, "volume": tts.volume}
+    attributes = "".join(f" {name}={quoteattr(v)}" for name, v in prosody.items() if v)
+    if attributes:
+        body = f"<prosody{attributes}>{body}</prosody>"
+    if tts.style:
+        body = f"<mstts:express-as style={quoteattr(tts.style)}>{body}</mstts:express-as>"
+    return (
+        '<speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis" '
+        f'xmlns:mstts="https://www.w3.org/2001/mstts" xml:lang={quoteattr(voice_locale(voice))}>'
+        f"<voice name={quoteattr(voice)}>{body}</voice></speak>"
+    )
+
+
+class SentenceSplitter:
+    """Cuts streamed text into sentences as soon as each one is complete."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+
+    def feed(self, piece: str) -> list[str]:
+        self._buffer += piece
+        sentences: list[str] = []
+        start = 0
+        for match in _SENTENCE_END.finditer(self._buffer):
+            sentences.append(self._buffer[start : match.end()].strip())
+            start = match.end()
+        self._buffer = self._buffer[start:]
+        return [s for s in sentences if s]
+
+    def flush(self) -> list[str]:
+        rest, self._buffer = self._buffer.strip(), ""
+        return [rest] if rest else []
+
+
+class _Sink:
+    """Where a synthesizer's callbacks deliver: the queue of the request using it.
+
+    The callbacks hold this object, never the synthesizer: a reference cycle would let the
+    garbage collector free the synthesizer on whichever thread it happens to run.
+    """
+
+    def __init__(self) -> None:
+        self.events: CallbackQueue[SdkEvent] | None = None
+        self.connected = False
+
+    def put(self, event: SdkEvent) -> None:
+        if event.kind in ("connected", "disconnected"):
+            self.connected = event.kind == "connected"
+        if self.events is not None:
+            self.events.put(event)
+
+
+def _cancellation(e: speechsdk.SpeechSynthesisEventArgs) -> Cancellation:
+    details = e.result.cancellation_details
+    return Cancellation(details.reason, details.error_code, details.error_details or "")
+
+
+class _Synthesizer:
+    """A SpeechSynthesizer (it keeps its connection between requests) and its sink."""
+
+    def __init__(self, config: speechsdk.SpeechConfig) -> None:
+        self.sink = _Sink()
+        self.synthesizer: speechsdk.SpeechSynthesizer | None = speechsdk.SpeechSynthesizer(
+            speech_config=config, audio_config=None
+        )
+        self.connection: speechsdk.Connection | None = speechsdk.Connection.from_speech_synthesizer(
+            self.synthesizer
+        )
+        self.pending: speechsdk.ResultFuture | None = None  # the request being spoken
+        put = self.sink.put
+        self.connection.connected.connect(lambda _: put(SdkEvent("connected")))
+        self.connection.disconnected.connect(lambda _: put(SdkEvent("disconnected")))
+        self.synthesizer.synthesizing.connect(
+            lambda e: put(SdkEvent("audio", audio=e.result.audio_data))
+        )
+        self.synthesizer.synthesis_completed.connect(lambda _: put(SdkEvent("done")))
+        self.synthesizer.synthesis_canceled.connect(
+            lambda e: put(SdkEvent("canceled", cancellation=_cancellation(e)))
+        )
+
+    def speak(self, ssml: str, events: CallbackQueue[SdkEvent]) -> None:
+        """Start speaking (returns at once); events go to ``events``."""
+        assert self.synthesizer is not None
+        self.sink.events = events
+        self.pending = self.synthesizer.speak_ssml_async(ssml)
+
+    def release(self) -> None:
+        """Blocking: stop speaking and free the native objects on this (pool) thread."""
+        synthesizer, self.synthesizer = self.synthesizer, None
+        pending, self.pending = self.pending, None
+        self.connection = None
+        if synthesizer is not None and pending is not None:
+            synthesizer.stop_speaking_async().get()
+            pending.get()  # an unresolved request would keep the synthesizer's threads alive
+
+
+class _Call:
+    """One ``synthesize`` call: its deadlines and the synthesizer it speaks with."""
+
+    def __init__(self, provider: AzureTtsProvider, limits: Deadlines, key: str) -> None:
+        self._provider = provider
+        self._limits = limits
+        self._key = key
+        self._clock: CallClock | None = None
+        self._events: CallbackQueue[SdkEvent] | None = None
+        self._synth: _Synthesizer | None = None
+        self._reached = False  # the service answered the request being spoken
+
+    def start(self, ssml: str) -> None:
+        if self._clock is None:  # the clock starts when the provider is first contacted
+            self._clock = CallClock(self._limits)
+            self._events = CallbackQueue()
+        assert self._events is not None
+        if self._synth is None:
+            self._synth = self._provider.take_synthesizer()
+        self._reached = False
+        self._synth.speak(ssml, self._events)
+
+    async def next_audio(self) -> bytes | None:
+        """The next chunk of the request being spoken; None once it is complete."""
+        assert self._clock is not None and self._events is not None and self._synth is not None
+        while True:
+            connected = self._reached or self._synth.sink.connected
+            phase = self._clock.deadlines.first_result
+            if not connected:
+                phase = self._clock.deadlines.connect
+            try:
+                event = await self._events.get(self._clock.limit(phase))
+            except TimeoutError:
+                raise self._timeout(phase, connected) from None
+            if event.kind in ("audio", "connected"):
+                self._reached = True
+                if event.audio:
+                    return event.audio
+            elif event.kind == "canceled":
+                assert event.cancellation is not None
+                raise event.cancellation.error(_WHAT, self._reached, self._key)
+            elif event.kind == "done":
+                pending, self._synth.pending = self._synth.pending, None
+                if pending is not None:
+                    await run_blocking(pending.get)
+                return None
+
+    def _timeout(self, phase: float, connected: bool) -> ProviderError:
+        assert self._clock is not None
+        if connected or self._clock.limit(phase) <= 0:
+            return self._clock.timeout_error(_WHAT, phase)
+        return ProviderError(ErrorCode.CONNECT_FAILED, f"{_WHAT}: no connection within {phase:g} s")
+
+    def close(self) -> None:
+        """Keep an idle synthesizer for later calls; stop and free a busy one."""
+        synth, self._synth = self._synth, None
+        if synth is None:
+            return
+        synth.sink.events = None
+        if synth.pending is None:
+            self._provider.give_back(synth)
+        else:
+            run_blocking_detached(synth.release)
+
+
+class AzureTtsProvider(TtsProvider):
+    name = "azure"
+
+    def __init__(
+        self, config: AzureConfig, credentials: Credentials, default_voice: str | None
+    ) -> None:
+        self._config = config
+        self._credentials = credentials
+        self._voice = default_voice or config.tts.voice
+        self._format = AudioFormat(rate=config.tts.sample_rate, width=2, channels=1)
+        names = dict.fromkeys((self._voice, *config.tts.voices))
+        self._voices = tuple(describe_voice(name) for name in names)
+        self._idle: list[_Synthesizer] = []
+
+    @property
+    def audio_format(self) -> AudioFormat:
+        return self._format
+
+    @property
+    def model(self) -> str:
+        return "azure-neural"
+
+    @property
+    def voices(self) -> tuple[Voice, ...]:
+        return self._voices
+
+    async def synthesize(
+        self, text: AsyncIterator[str], options: SynthesisOptions
+    ) -> AsyncIterator[bytes]:
+        call = _Call(self, deadlines(self._config), self._credentials.key)
+        try:
+            documents = self._documents(text, options, options.voice or self._voice)
+            async with contextlib.aclosing(documents):
+                async for ssml in documents:
+                    call.start(ssml)
+                    while (audio := await call.next_audio()) is not None:
+                        yield audio
+        finally:
+            call.close()
+
+    async def _documents(
+        self, text: AsyncIterator[str], options: SynthesisOptions, voice: str
+    ) -> AsyncIterator[str]:
+        """SSML documents to speak, each as soon as its text is complete."""
+        if options.ssml:
+            document = "".join([piece async for piece in text])
+            if document.strip():
+                yield document
+            return
+        splitter = SentenceSplitter()
+        async for piece in text:
+            for sentence in splitter.feed(piece):
+                yield build_ssml(sentence, voice, self._config.tts)
+        for sentence in splitter.flush():
+            yield build_ssml(sentence, voice, self._config.tts)
+
+    def take_synthesizer(self) -> _Synthesizer:
+        if self._idle:
+            return self._idle.pop()
+        config = speech_config(self._config, self._credentials)
+        config.set_speech_synthesis_output_format(_FORMATS[self._format.rate])
+        # Without this the SDK waits 40 s for a silent service, then retries once.
+        timeouts = self._config.timeouts
+        first_chunk_ms = int((timeouts.connect + timeouts.first_result + 1) * 1000)
+        config.set_property_by_name("SpeechSynthesis_FirstChunkTimeoutMs", str(first_chunk_ms))
+        return _Synthesizer(config)
+
+    def give_back(self, synth: _Synthesizer) -> None:
+        if len(self._idle) < _MAX_IDLE:
+            self._idle.append(synth)
+        else:
+            run_blocking_detached(synth.release)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for synth in idle:
+            await run_blocking(synth.release)

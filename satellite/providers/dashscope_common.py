@@ -1,0 +1,107 @@
+"""What the DashScope ASR and TTS providers share: SDK globals, call ordering, error wording."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import dashscope
+
+from ..config import DashScopeConfig
+from .base import CallClock, Deadlines, ErrorCode, ProviderError
+
+T = TypeVar("T")
+
+# Held around any SDK call that reads ``dashscope.api_key`` / ``dashscope.base_websocket_api_url``
+# (module globals shared by every session), and only for that call.
+SDK_GLOBALS_LOCK = threading.Lock()
+
+
+def deadlines_of(config: DashScopeConfig) -> Deadlines:
+    timeouts = config.timeouts
+    return Deadlines(timeouts.connect, timeouts.first_result, timeouts.total)
+
+
+@contextmanager
+def api_key_global(key: str) -> Iterator[None]:
+    """Set ``dashscope.api_key`` for SDK code that reads only the global; restored on exit."""
+    with SDK_GLOBALS_LOCK:
+        previous = dashscope.api_key
+        dashscope.api_key = key
+        try:
+            yield
+        finally:
+            dashscope.api_key = previous
+
+
+class SdkCalls:
+    """Runs one session's blocking SDK calls one at a time, and its closing call last.
+
+    A coroutine that gives up on a call (deadline, cancellation) leaves it queued or running
+    in the pool: the closing call waits for it, and calls still queued after it are skipped,
+    so a cleanup can never be overtaken by a late connect.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def run(self, func: Callable[..., T], *args: object) -> T | None:
+        with self._lock:
+            return None if self._closed else func(*args)
+
+    def close(self, func: Callable[..., object], *args: object) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                func(*args)
+
+
+class Failures:
+    """The errors of one DashScope call, worded for users; the key never appears in them."""
+
+    def __init__(self, what: str, url: str, key: str) -> None:
+        self.what = what  # "recognition" / "synthesis"
+        self.url = url
+        self._key = key
+
+    def error(self, code: ErrorCode, message: str) -> ProviderError:
+        if self._key:
+            message = message.replace(self._key, "***")
+        return ProviderError(code, message)
+
+    def auth(self, status: object) -> ProviderError:
+        return self.error(
+            ErrorCode.AUTH_FAILED, f"{self.what}: DashScope rejected the API key (HTTP {status})"
+        )
+
+    def connect(self, detail: object) -> ProviderError:
+        return self.error(
+            ErrorCode.CONNECT_FAILED, f"{self.what}: cannot connect to {self.url}: {detail}"
+        )
+
+    def connect_timeout(self, clock: CallClock) -> ProviderError:
+        """No session within the connect deadline (a TIMEOUT if the total ran out first)."""
+        connect = clock.deadlines.connect
+        if clock.limit(clock.deadlines.total) <= 0:
+            return clock.timeout_error(self.what, connect)
+        return self.error(
+            ErrorCode.CONNECT_FAILED,
+            f"{self.what}: no session with {self.url} within {connect:g} s",
+        )
+
+    def task_failed(self, code: object, message: object) -> ProviderError:
+        return self.error(
+            ErrorCode.PROVIDER_FAILED, f"{self.what}: DashScope task failed: {code}: {message}"
+        )
+
+    def lost(self, detail: object) -> ProviderError:
+        return self.error(
+            ErrorCode.PROVIDER_FAILED, f"{self.what}: DashScope connection lost: {detail}"
+        )
+
+    def timeout(self, clock: CallClock, phase_seconds: float) -> ProviderError:
+        error = clock.timeout_error(self.what, phase_seconds)
+        return self.error(error.code, error.message)

@@ -1,0 +1,28 @@
+# Shared by scripts/run and scripts/test: Debian packages and the project's virtualenv.
+
+# Install the Debian packages that are missing (as root, or through sudo).
+ensure_debian_packages() {
+    local missing=()
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
+            || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing Debian packages: ${missing[*]}" >&2
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# Create .venv (once) and install the project into it with the given extras spec.
+ensure_venv() {
+    local spec="$1"
+    if [ ! -x .venv/bin/python ]; then
+        python3 -m venv .venv
+    fi
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e "$spec"
+}
+
+RUNTIME_PACKAGES=(python3 python3-venv python3-pip ca-certificates libssl3 libasound2)

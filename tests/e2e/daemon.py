@@ -1,0 +1,85 @@
+"""Starts ``voice-satellite run`` as a subprocess from a YAML config, as a user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_KEYS = {
+    "DASHSCOPE_API_KEY": "test-dashscope-key",
+    "AZURE_SPEECH_KEY": "test-azure-key",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Daemon:
+    """A running daemon process; ``stop()`` sends SIGTERM and returns the exit code."""
+
+    def __init__(self, workdir: Path, config_text: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.config_path = workdir / "config.yaml"
+        self.config_path.write_text(
+            config_text.replace("SPEECH_URI", f"tcp://127.0.0.1:{self.port}"), encoding="utf-8"
+        )
+        self.log_path = workdir / "daemon.log"
+        environment = {
+            **os.environ,
+            **TEST_KEYS,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            **(env or {}),
+        }
+        environment = {k: v for k, v in environment.items() if v is not None}
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "satellite", "run", "--config", str(self.config_path)],
+            cwd=REPO,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.started_at = time.monotonic()
+
+    def wait_listening(self, timeout: float = 20.0) -> float:
+        """Seconds from process start until the port accepts connections."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.process.returncode}:\n{self.logs()}")
+            if port_open(self.port):
+                return time.monotonic() - self.started_at
+            time.sleep(0.005)
+        raise TimeoutError(f"daemon not listening after {timeout} s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+        return self.process.returncode

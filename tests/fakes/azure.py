@@ -1,0 +1,457 @@
+"""A fake Azure Speech service speaking the USP websocket protocol, for the real SDK.
+
+Serves speech-to-text (``/speech/recognition/{mode}/cognitiveservices/v1``), text-to-speech
+(``/cognitiveservices/websocket/v1``) and the HTTP voice list on ``ws://127.0.0.1:PORT``, the
+``host=`` form of ``SpeechConfig``. Runs its own event loop in a background thread, so both
+synchronous and asyncio tests can use it. Also runnable as a process::
+
+    python -m tests.fakes.azure --port 0 [--delay S] [--fault F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import html
+import json
+import re
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from datetime import UTC, datetime
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+FAULTS = (None, "refuse", "auth", "error", "stall", "drop")
+STT_PATH = re.compile(
+    r"^/speech/recognition/(conversation|interactive|dictation)/cognitiveservices/v1$"
+)
+TTS_PATH = "/cognitiveservices/websocket/v1"
+VOICES_PATH = "/cognitiveservices/voices/list"
+RIFF_HEADER_BYTES = 44
+TICKS_PER_SECOND = 10_000_000  # USP offsets and durations are in 100 ns ticks
+STT_BYTES_PER_SECOND = 32_000  # the SDK streams 16 kHz mono s16le
+TTS_FRAME_SECONDS = 0.1
+HTTP_LINGER_SECONDS = 0.2
+MAX_MESSAGES = 100_000  # bound on the messages read from one connection
+
+VOICES = [
+    {
+        "Name": "Microsoft Server Speech Text to Speech Voice (zh-CN, XiaoxiaoNeural)",
+        "DisplayName": "Xiaoxiao",
+        "LocalName": "晓晓",
+        "ShortName": "zh-CN-XiaoxiaoNeural",
+        "Gender": "Female",
+        "Locale": "zh-CN",
+        "LocaleName": "Chinese (Mandarin, Simplified)",
+        "StyleList": ["cheerful", "sad"],
+        "SampleRateHertz": "24000",
+        "VoiceType": "Neural",
+        "Status": "GA",
+        "WordsPerMinute": "285",
+    },
+    {
+        "Name": "Microsoft Server Speech Text to Speech Voice (en-US, JennyNeural)",
+        "DisplayName": "Jenny",
+        "LocalName": "Jenny",
+        "ShortName": "en-US-JennyNeural",
+        "Gender": "Female",
+        "Locale": "en-US",
+        "LocaleName": "English (United States)",
+        "StyleList": ["cheerful", "chat"],
+        "SampleRateHertz": "24000",
+        "VoiceType": "Neural",
+        "Status": "GA",
+        "WordsPerMinute": "152",
+    },
+]
+
+
+def _timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _header_block(path: str, request_id: str, content_type: str | None) -> str:
+    lines = [f"X-RequestId:{request_id}", f"X-Timestamp:{_timestamp()}", f"Path:{path}"]
+    if content_type:
+        lines.append(f"Content-Type:{content_type}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _text_message(path: str, request_id: str, body: object) -> str:
+    header = _header_block(path, request_id, "application/json; charset=utf-8")
+    return f"{header}\r\n{json.dumps(body, ensure_ascii=False)}"
+
+
+def _audio_message(request_id: str, pcm: bytes) -> bytes:
+    header = _header_block("audio", request_id, None).encode("ascii")
+    return len(header).to_bytes(2, "big") + header + pcm
+
+
+def _parse_headers(block: str) -> dict[str, str]:
+    headers = {}
+    for line in block.split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _parse(message: str | bytes) -> tuple[dict[str, str], str | bytes]:
+    """USP headers (lower-cased names) and body of a text or binary frame."""
+    if isinstance(message, str):
+        block, _, body = message.partition("\r\n\r\n")
+        return _parse_headers(block), body
+    size = int.from_bytes(message[:2], "big")
+    return _parse_headers(message[2 : 2 + size].decode("ascii")), message[2 + size :]
+
+
+def _ssml_text(ssml: str) -> str:
+    """The spoken text of an SSML document: tags removed, entities decoded, spaces collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", ssml)).split())
+
+
+def _ticks(byte_count: int) -> int:
+    return byte_count * TICKS_PER_SECOND // STT_BYTES_PER_SECOND
+
+
+class FakeAzure:
+    """In-process fake of Azure Speech.
+
+    ``fault`` (settable at any time): "refuse" stops listening; "auth" answers 401 at the
+    upgrade (both also cut open connections, which clients keep between requests);
+    "error" closes with 1011 after the first audio (STT: received, TTS: sent); "drop"
+    resets the TCP connection (STT: at the first audio, TTS: after turn.start); "stall"
+    accepts and never answers. A key sent that is not ``key`` gets 401; no key is accepted.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str = "test-azure-key",
+        phrases: Sequence[str] = ("Turn on the light.", "And close the blinds."),
+        delay: float = 0.0,
+        port: int = 0,
+    ) -> None:
+        self.key = key
+        self.phrases: list[str] = list(phrases)
+        self.delay = delay
+        self.received_audio: list[bytes] = []
+        self.received_ssml: list[str] = []
+        self.languages: list[str] = []
+        self.output_formats: list[str] = []
+        self.first_audio_sent: list[float] = []  # per TTS turn: time.monotonic() of its first audio
+        self.modes: list[str] = []  # per STT connection: conversation, interactive or dictation
+        self.streamed_bytes = 0  # PCM bytes received so far, over all STT turns
+        self._fault: str | None = None
+        self._port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._listener: Server | None = None
+        self._servers: list[Server] = []
+        self._connections: set[ServerConnection] = set()
+
+    # --- lifecycle -----------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        if not self._port:
+            raise RuntimeError("FakeAzure is not started")
+        return f"ws://127.0.0.1:{self._port}"
+
+    @property
+    def fault(self) -> str | None:
+        return self._fault
+
+    @fault.setter
+    def fault(self, value: str | None) -> None:
+        if value not in FAULTS:
+            raise ValueError(f"unknown fault {value!r}; expected one of {FAULTS}")
+        self._fault = value
+        if self._loop is not None:
+            self._call(self._apply_fault())
+
+    def start(self) -> FakeAzure:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fake-azure", daemon=True
+        )
+        self._thread.start()
+        self._call(self._apply_fault())
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        with contextlib.suppress(Exception):
+            self._call(self._close_all())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> FakeAzure:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(5)
+
+    async def _apply_fault(self) -> None:
+        """Listen unless refusing; "refuse" and "auth" act at connect, so they also cut the
+        open connections (clients keep idle ones) to make clients connect again."""
+        await self._listen(self._fault != "refuse")
+        if self._fault in ("refuse", "auth"):
+            for ws in list(self._connections):
+                ws.transport.abort()
+
+    async def _listen(self, listening: bool) -> None:
+        if listening and self._listener is None:
+            self._listener = await serve(
+                self._handle,
+                "127.0.0.1",
+                self._port,
+                subprotocols=[Subprotocol("USP")],
+                process_request=self._process_request,
+                ping_interval=None,
+                max_size=None,
+            )
+            self._servers.append(self._listener)
+            self._port = self._listener.sockets[0].getsockname()[1]
+        elif not listening and self._listener is not None:
+            self._listener.server.close()  # stop accepting; new connections are refused
+            self._listener = None
+
+    async def _close_all(self) -> None:
+        """Stop listening, cut every connection and end every task of the fake's loop."""
+        for server in self._servers:
+            server.close(close_connections=False)
+        for ws in list(self._connections):
+            ws.transport.abort()
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        self._servers.clear()
+        self._listener = None
+
+    @staticmethod
+    def tts_audio_for(ssml_text: str, sample_rate: int) -> bytes:
+        """The PCM (s16le mono) sent for one SSML turn: 40 ms of tone per spoken character,
+        its pitch depending on the character, so order, loss and duplication show."""
+        per_char = int(sample_rate * 0.04)
+        t = np.arange(per_char) / sample_rate
+        tones = [np.sin(2 * np.pi * (200 + (ord(c) % 64) * 25) * t) for c in _ssml_text(ssml_text)]
+        if not tones:
+            return b""
+        return (np.concatenate(tones) * 8000).astype("<i2").tobytes()
+
+    # --- connections ---------------------------------------------------------
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        path = urlsplit(request.path).path
+        key = request.headers.get("Ocp-Apim-Subscription-Key")
+        authorized = self._fault != "auth" and key in (None, self.key)
+        if path == VOICES_PATH:
+            if authorized:
+                await _answer_http(connection, "200 OK", json.dumps(VOICES))
+            else:
+                await _answer_http(connection, "401 Unauthorized", json.dumps({"error": "key"}))
+            return connection.respond(HTTPStatus.OK, "")  # not sent: the connection is closed
+        if path != TTS_PATH and not STT_PATH.match(path):
+            return connection.respond(HTTPStatus.NOT_FOUND, "unknown path\n")
+        if not authorized:
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "Access denied due to invalid key\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        url = urlsplit(ws.request.path)
+        self._connections.add(ws)
+        try:
+            if url.path == TTS_PATH:
+                await self._serve_tts(ws)
+            else:
+                mode = STT_PATH.match(url.path)
+                self.modes.append(mode.group(1) if mode else "")
+                language = parse_qs(url.query).get("language", [""])[0]
+                await self._serve_stt(ws, language)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connections.discard(ws)
+
+    async def _messages(
+        self, ws: ServerConnection
+    ) -> AsyncIterator[tuple[dict[str, str], str | bytes]]:
+        for _ in range(MAX_MESSAGES):
+            yield _parse(await ws.recv())
+
+    async def _serve_stt(self, ws: ServerConnection, language: str) -> None:
+        if language:
+            self.languages.append(language)
+        audio: bytearray | None = None  # PCM of the turn in progress
+        frames = 0
+        async for headers, body in self._messages(ws):
+            path = headers.get("path", "").lower()
+            request_id = headers.get("x-requestid", "")
+            if path == "speech.context" and not language:
+                language = json.loads(body).get("phraseDetection", {}).get("language", "")
+                self.languages.append(language)
+            if path != "audio" or not isinstance(body, bytes):
+                continue
+            if audio is None:  # the first frame of a turn is the RIFF header
+                audio = bytearray()
+                frames = 0
+                if self._fault != "stall":
+                    await ws.send(_text_message("turn.start", request_id, {"context": {}}))
+                if body.startswith(b"RIFF"):
+                    body = body[RIFF_HEADER_BYTES:]
+                    if not body:
+                        continue
+            if body:
+                audio += body
+                self.streamed_bytes += len(body)
+                frames += 1
+                if self._fault == "stall":
+                    continue
+                if self._fault == "drop":
+                    ws.transport.abort()  # TCP reset, no close frame
+                    return
+                if self._fault == "error":  # the service closes with 1011 when it fails
+                    await ws.close(1011, "Internal service error.")
+                    return
+                await self._stt_progress(ws, request_id, audio, frames)
+                continue
+            self.received_audio.append(bytes(audio))
+            if self._fault != "stall":
+                await self._stt_results(ws, request_id, len(audio))
+            audio = None
+
+    async def _stt_progress(
+        self, ws: ServerConnection, request_id: str, audio: bytearray, frames: int
+    ) -> None:
+        if frames == 1:
+            await ws.send(_text_message("speech.startDetected", request_id, {"Offset": 0}))
+        if frames % 3 == 1:
+            words = " ".join(self.phrases).split()
+            hypothesis = {
+                "Text": " ".join(words[: 1 + frames // 3]),
+                "Offset": 0,
+                "Duration": _ticks(len(audio)),
+            }
+            await ws.send(_text_message("speech.hypothesis", request_id, hypothesis))
+
+    async def _stt_results(self, ws: ServerConnection, request_id: str, audio_bytes: int) -> None:
+        await asyncio.sleep(self.delay)
+        total = _ticks(audio_bytes)
+        await ws.send(_text_message("speech.endDetected", request_id, {"Offset": total}))
+        phrases = self.phrases or [""]
+        span = total // len(phrases)
+        for index, text in enumerate(phrases):
+            phrase: dict[str, object] = {"Offset": index * span, "Duration": span}
+            if text:
+                phrase.update(RecognitionStatus="Success", DisplayText=text)
+            else:
+                phrase.update(RecognitionStatus="NoMatch")
+            await ws.send(_text_message("speech.phrase", request_id, phrase))
+        await ws.send(_text_message("turn.end", request_id, {}))
+
+    async def _serve_tts(self, ws: ServerConnection) -> None:
+        output_format = ""
+        async for headers, body in self._messages(ws):
+            path = headers.get("path", "").lower()
+            if path == "synthesis.context" and isinstance(body, str):
+                audio = json.loads(body).get("synthesis", {}).get("audio", {})
+                output_format = audio.get("outputFormat", "")
+            elif path == "ssml" and isinstance(body, str):
+                self.received_ssml.append(body)
+                self.output_formats.append(output_format)
+                if self._fault != "stall":
+                    await self._tts_turn(ws, headers.get("x-requestid", ""), body, output_format)
+
+    async def _tts_turn(
+        self, ws: ServerConnection, request_id: str, ssml: str, output_format: str
+    ) -> None:
+        await asyncio.sleep(self.delay)
+        await ws.send(_text_message("turn.start", request_id, {"context": {"serviceTag": "fake"}}))
+        if self._fault == "drop":  # lost before any audio: clients see only the failure
+            ws.transport.abort()
+            return
+        rate = _format_rate(output_format)
+        pcm = self.tts_audio_for(ssml, rate)
+        step = int(rate * TTS_FRAME_SECONDS) * 2
+        for start in range(0, len(pcm), step):
+            await ws.send(_audio_message(request_id, pcm[start : start + step]))
+            if not start:
+                self.first_audio_sent.append(time.monotonic())
+            if self._fault == "error":  # after some audio, as a service failing mid-turn
+                await ws.close(1011, "Internal service error.")
+                return
+        await ws.send(_text_message("turn.end", request_id, {}))
+
+
+async def _answer_http(connection: ServerConnection, status: str, body: str) -> None:
+    """Answer a plain HTTP request and linger before closing: websockets would reset the
+    connection right after its own response, and the SDK then reports a read error."""
+    data = body.encode()
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    )
+    connection.transport.write(head.encode() + data)
+    await asyncio.sleep(HTTP_LINGER_SECONDS)
+    connection.transport.close()
+    await asyncio.sleep(0)  # let the connection see the close, so websockets sends nothing more
+
+
+def _format_rate(output_format: str) -> int:
+    """Sample rate of a ``raw-16khz-16bit-mono-pcm`` style format name (24 kHz if unknown)."""
+    match = re.search(r"(\d+)(k?)hz", output_format.lower())
+    if not match:
+        return 24000
+    value = int(match.group(1))
+    return value * 1000 if match.group(2) else value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve a fake Azure Speech service.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--fault", choices=[f for f in FAULTS if f], default=None)
+    parser.add_argument("--key", default="test-azure-key")
+    args = parser.parse_args()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with FakeAzure(key=args.key, delay=args.delay, port=args.port) as fake:
+        fake.fault = args.fault
+        print(f"READY {fake.host}", flush=True)
+        while not stop.wait(1.0):
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,371 @@
+"""A fake DashScope inference websocket endpoint (``/api-ws/v1/inference``), for the real SDK.
+
+Speaks the duplex task protocol used by ``dashscope.audio.asr.Recognition`` (paraformer) and
+``dashscope.audio.tts_v2.SpeechSynthesizer`` (CosyVoice): ``run-task`` / ``continue-task`` /
+``finish-task`` from the client, ``task-started`` / ``result-generated`` / ``task-finished`` /
+``task-failed`` and binary audio from the server. Runs its own event loop in a background
+thread, so both synchronous and asyncio tests can use it. Also runnable as a process::
+
+    python -m tests.fakes.dashscope --port 0 [--delay S] [--fault F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+FAULTS = (None, "refuse", "auth", "task-failed", "stall", "drop")
+PATH = "/api-ws/v1/inference"
+FAILURE_CODE = "InternalError.Algo"
+FAILURE_MESSAGE = "fake DashScope failure: the model could not process this task"
+PARTIAL_EVERY_BYTES = 3200  # one partial ASR result per 100 ms of 16 kHz s16le audio
+ASR_BYTES_PER_MS = 32
+TTS_FRAME_BYTES = 3200
+TTS_SECONDS_PER_CHARACTER = 0.04
+MAX_MESSAGES = 200_000  # bound on the messages read from one connection
+
+
+@dataclass
+class _Task:
+    task_id: str
+    kind: str  # "asr" | "tts"
+    index: int  # position in received_audio / received_text
+    fault: str | None  # the fault in force when the task started
+    sample_rate: int = 22050
+    characters: int = 0
+    texts_answered: int = 0
+    done: bool = False  # failed, dropped or finished: nothing more is sent
+    audio_bytes: int = 0
+    partials: int = 0
+
+
+def _event(task_id: str, event: str, payload: dict | None = None, **header: str) -> str:
+    message = {
+        "header": {"task_id": task_id, "event": event, "attributes": {}, **header},
+        "payload": payload if payload is not None else {},
+    }
+    return json.dumps(message, ensure_ascii=False)
+
+
+class FakeDashScope:
+    """Serves ``ws://127.0.0.1:PORT/api-ws/v1/inference``; ``fault`` may change at any time.
+
+    Faults: "refuse" stops listening (connections are refused); "auth" answers the handshake
+    with HTTP 401; "task-failed" fails the task (ASR: right after task-started, TTS: on the
+    first text); "stall" starts the task and then never answers; "drop" cuts the TCP
+    connection without a close frame (ASR: after the first result, TTS: after the first
+    text's result-generated, before its audio). A task keeps the fault it started with.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-dashscope-key",
+        sentences: list[str] | None = None,
+        delay: float = 0.0,
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.sentences = list(sentences) if sentences is not None else ["你好。", "打开客厅的灯。"]
+        self.delay = delay
+        self.requests: list[dict] = []
+        self.received_text: list[list[str]] = []
+        self._audio: list[bytearray] = []
+        self._fault: str | None = None
+        self._port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: Server | None = None
+        self._connections: set[ServerConnection] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    # --- public API ---------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if not self._port:
+            raise RuntimeError("FakeDashScope is not started")
+        return f"ws://127.0.0.1:{self._port}{PATH}"
+
+    @property
+    def received_audio(self) -> list[bytes]:
+        """Per ASR task, in task order: every binary audio frame concatenated."""
+        return [bytes(audio) for audio in self._audio]
+
+    @property
+    def fault(self) -> str | None:
+        return self._fault
+
+    @fault.setter
+    def fault(self, value: str | None) -> None:
+        if value not in FAULTS:
+            raise ValueError(f"unknown fault {value!r}, expected one of {FAULTS}")
+        self._fault = value
+        if self._loop is not None:
+            self._call(self._listen(value != "refuse"))
+
+    def start(self) -> FakeDashScope:
+        if self._thread is not None:
+            raise RuntimeError("FakeDashScope already started")
+        if not self._port:
+            with socket.socket() as probe:  # keeps a port even when starting with "refuse"
+                probe.bind(("127.0.0.1", 0))
+                self._port = probe.getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-dashscope")
+        self._thread.daemon = True
+        self._thread.start()
+        self._call(self._listen(self._fault != "refuse"))
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and the listening socket, then end the thread."""
+        if self._loop is None or self._thread is None:
+            return
+        with contextlib.suppress(Exception):
+            self._call(self._close_all())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+        self._loop = None
+        self._thread = None
+
+    def __enter__(self) -> FakeDashScope:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @staticmethod
+    def tts_audio_for(text: str, sample_rate: int) -> bytes:
+        """The exact PCM (s16le mono) sent for one continue-task text: a triangle tone,
+        40 ms per character, whose pitch depends on the text (integer maths: byte-exact)."""
+        samples = round(sample_rate * TTS_SECONDS_PER_CHARACTER * len(text))
+        frequency = 200 + sum(map(ord, text)) % 400
+        period = max(2, sample_rate // frequency)
+        amplitude = 8000
+        phase = np.arange(samples, dtype=np.int64) % period
+        rising = 4 * amplitude * phase // period - amplitude
+        falling = 3 * amplitude - 4 * amplitude * phase // period
+        wave = np.where(2 * phase < period, rising, falling)
+        return wave.astype("<i2").tobytes()
+
+    # --- server plumbing -------------------------------------------------------------
+
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+
+    async def _listen(self, listening: bool) -> None:
+        if listening and self._server is None:
+            self._server = await serve(
+                self._handle,
+                "127.0.0.1",
+                self._port,
+                process_request=self._process_request,
+                ping_interval=None,
+                close_timeout=1,
+            )
+        elif not listening and self._server is not None:
+            server, self._server = self._server, None
+            server.server.close()  # stop listening now: new connections are refused
+            server.close(close_connections=False)  # open connections live on
+
+    async def _close_all(self) -> None:
+        await self._listen(False)
+        for ws in list(self._connections):
+            self._drop(ws)
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if urlsplit(request.path).path != PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, "no such endpoint\n")
+        authorization = request.headers.get("Authorization", "")
+        if self._fault == "auth" or authorization != f"Bearer {self.api_key}":
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid API-key provided.\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        self._connections.add(ws)
+        task: _Task | None = None
+        try:
+            for _ in range(MAX_MESSAGES):
+                message = await ws.recv()
+                if isinstance(message, bytes):
+                    if task is not None and task.kind == "asr":
+                        await self._asr_audio(ws, task, message)
+                else:
+                    task = await self._command(ws, task, json.loads(message))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connections.discard(ws)
+            self._handlers.discard(handler)
+
+    @staticmethod
+    def _drop(ws: ServerConnection) -> None:
+        """Close abruptly: no close frame, as when a connection is lost."""
+        ws.transport.abort()
+
+    async def _command(
+        self, ws: ServerConnection, task: _Task | None, message: dict
+    ) -> _Task | None:
+        header, payload = message.get("header", {}), message.get("payload", {})
+        action = header.get("action")
+        if action == "run-task":
+            task = self._new_task(header.get("task_id", ""), payload)
+            await ws.send(_event(task.task_id, "task-started"))
+            if task.fault == "task-failed" and task.kind == "asr":
+                await self._fail(ws, task)
+        elif task is None or task.task_id != header.get("task_id"):
+            return task  # a stray message for no running task
+        elif action == "continue-task" and task.kind == "tts":
+            text = payload.get("input", {}).get("text")
+            if isinstance(text, str):
+                await self._tts_text(ws, task, text)
+        elif action == "finish-task":  # also a cancel (input.directive "cancel"): audio is
+            if task.kind == "asr":  # sent whole per text, so there is nothing left to drop
+                await self._asr_finish(ws, task)
+            elif not (task.done or task.fault == "stall"):
+                await self._finish(ws, task)
+        return task
+
+    def _new_task(self, task_id: str, payload: dict) -> _Task:
+        self.requests.append(payload)
+        kind = "asr" if payload.get("task") == "asr" else "tts"
+        if kind == "asr":
+            index = len(self._audio)
+            self._audio.append(bytearray())
+        else:
+            index = len(self.received_text)
+            self.received_text.append([])
+        rate = payload.get("parameters", {}).get("sample_rate", 22050)
+        return _Task(task_id, kind, index, self._fault, sample_rate=int(rate))
+
+    async def _fail(self, ws: ServerConnection, task: _Task) -> None:
+        task.done = True
+        failure = {"error_code": FAILURE_CODE, "error_message": FAILURE_MESSAGE}
+        await ws.send(_event(task.task_id, "task-failed", **failure))
+
+    async def _finish(self, ws: ServerConnection, task: _Task) -> None:
+        task.done = True
+        payload: dict = {"output": {}, "usage": None}  # the SDK ignores an empty payload
+        if task.kind == "tts":
+            payload["usage"] = {"characters": task.characters}
+        await ws.send(_event(task.task_id, "task-finished", payload))
+
+    async def _asr_result(self, ws: ServerConnection, task: _Task, sentence: dict) -> None:
+        usage = {"duration": 1} if sentence["sentence_end"] else None
+        payload = {"output": {"sentence": sentence}, "usage": usage}
+        await ws.send(_event(task.task_id, "result-generated", payload))
+        if task.fault == "drop":
+            task.done = True
+            self._drop(ws)
+
+    # --- recognition -----------------------------------------------------------------
+
+    async def _asr_audio(self, ws: ServerConnection, task: _Task, audio: bytes) -> None:
+        self._audio[task.index] += audio
+        before, task.audio_bytes = task.audio_bytes, task.audio_bytes + len(audio)
+        first = self.sentences[0] if self.sentences else ""
+        for _ in range(before // PARTIAL_EVERY_BYTES, task.audio_bytes // PARTIAL_EVERY_BYTES):
+            if task.done or task.fault == "stall":
+                return
+            task.partials += 1
+            text = first[: task.partials]
+            sentence = {"begin_time": 0, "end_time": None, "text": text, "words": []}
+            await self._asr_result(ws, task, {**sentence, "sentence_end": False})
+
+    async def _asr_finish(self, ws: ServerConnection, task: _Task) -> None:
+        if task.done or task.fault == "stall":
+            return
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        duration_ms = max(task.audio_bytes // ASR_BYTES_PER_MS, len(self.sentences))
+        step = duration_ms // max(1, len(self.sentences))
+        for number, text in enumerate(self.sentences):
+            if task.done:
+                return
+            sentence = {"begin_time": number * step, "end_time": (number + 1) * step}
+            await self._asr_result(
+                ws, task, {**sentence, "text": text, "words": [], "sentence_end": True}
+            )
+        if not task.done:
+            await self._finish(ws, task)
+
+    # --- synthesis -------------------------------------------------------------------
+
+    async def _tts_text(self, ws: ServerConnection, task: _Task, text: str) -> None:
+        self.received_text[task.index].append(text)
+        if task.done or task.fault == "stall":
+            return
+        first = task.texts_answered == 0
+        if first and task.fault == "task-failed":
+            await self._fail(ws, task)
+            return
+        if first and self.delay:
+            await asyncio.sleep(self.delay)
+        task.texts_answered += 1
+        task.characters += len(text)
+        sentence = {"index": task.texts_answered - 1, "words": []}
+        payload = {"output": {"sentence": sentence}, "usage": {"characters": task.characters}}
+        await ws.send(_event(task.task_id, "result-generated", payload))
+        if task.fault == "drop":  # lost before any audio: clients see only the failure
+            task.done = True
+            self._drop(ws)
+            return
+        audio = self.tts_audio_for(text, task.sample_rate)
+        for offset in range(0, len(audio), TTS_FRAME_BYTES):
+            await ws.send(audio[offset : offset + TTS_FRAME_BYTES])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fake DashScope inference websocket endpoint")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--fault", choices=[f for f in FAULTS if f], default=None)
+    args = parser.parse_args()
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    fake = FakeDashScope(delay=args.delay, port=args.port)
+    fake.fault = args.fault
+    fake.start()
+    try:
+        print(f"READY {fake.url}", flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        fake.stop()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
