@@ -109,9 +109,10 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # The SDKs log request headers (with the key) at debug level: keep them quieter.
-    for noisy in ("dashscope", "websocket", "websockets", "aiohttp"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The SDKs' own logs repeat failures that our log lines already report (with tracebacks
+    # of deliberate cancellations), and some log request headers, which carry the key.
+    for sdk_logger in ("dashscope", "websocket", "websockets", "aiohttp"):
+        logging.getLogger(sdk_logger).setLevel(logging.CRITICAL)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 import azure.cognitiveservices.speech as speechsdk
 
@@ -11,6 +10,7 @@ from ..config import AzureConfig
 from .azure_common import Cancellation, SdkEvent, deadlines, speech_config
 from .base import AsrProvider, AsrSession, CallClock, Credentials, ErrorCode, ProviderError
 from .bridge import CallbackQueue, run_blocking, run_blocking_detached
+from .text import join_phrases
 
 _WHAT = "Azure ASR"
 _PROFANITY = {
@@ -23,10 +23,6 @@ _INTERACTIVE_PATH = "/speech/recognition/interactive/cognitiveservices/v1"
 # How long stopping (and freeing) a recognizer waits for a silent or lost service; the
 # SDK's default is 10 s, during which a pool thread is held.
 _STOP_TIMEOUT_SECONDS = "1"
-# Han, kana, CJK punctuation and fullwidth forms: text written without spaces between words.
-_CJK = re.compile(
-    r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0002fa1f]"
-)
 
 
 def _primary(locale: str) -> str:
@@ -46,16 +42,6 @@ def advertised_languages(configured: tuple[str, ...], default: str | None) -> tu
     if preferred is None:
         return configured
     return (preferred, *(loc for loc in configured if loc != preferred))
-
-
-def join_phrases(phrases: list[str]) -> str:
-    """Join recognized phrases: no space where either side of the join is CJK."""
-    text = ""
-    for phrase in phrases:
-        if text and not (_CJK.match(text[-1]) or _CJK.match(phrase[0])):
-            text += " "
-        text += phrase
-    return text
 
 
 class AzureAsrProvider(AsrProvider):

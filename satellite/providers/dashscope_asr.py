@@ -20,21 +20,12 @@ from ..config import DashScopeConfig
 from .base import AsrProvider, AsrSession, CallClock, Credentials, ProviderError
 from .bridge import CallbackQueue, run_blocking, run_blocking_detached
 from .dashscope_common import Failures, SdkCalls, deadlines_of
+from .text import join_phrases
 
 # How long a cancelled session may take to finish gracefully before its socket is cut.
 CANCEL_GRACE_SECONDS = 2.0
 
 _HINTS = {"zh-cn": "zh", "zh-hans": "zh", "zh": "zh", "en-us": "en", "yue": "yue", "zh-hk": "yue"}
-
-# Scripts written without spaces between words or sentences (Hangul is not one of them).
-_CJK_RANGES = (
-    (0x3000, 0x30FF),  # CJK punctuation, hiragana, katakana
-    (0x3400, 0x4DBF),
-    (0x4E00, 0x9FFF),
-    (0xF900, 0xFAFF),
-    (0xFF00, 0xFFEF),  # full-width forms and punctuation
-    (0x20000, 0x3FFFF),
-)
 
 Event = tuple[str, Any]  # ("started" | "final" | "complete" | "error", value)
 
@@ -43,21 +34,6 @@ def language_hint(language: str) -> str:
     """DashScope's ``language_hints`` entry for a language tag as Home Assistant sends it."""
     tag = language.strip().replace("_", "-").lower()
     return _HINTS.get(tag, tag.split("-")[0])
-
-
-def _is_cjk(char: str) -> bool:
-    return any(low <= ord(char) <= high for low, high in _CJK_RANGES)
-
-
-def join_sentences(sentences: list[str]) -> str:
-    """Join with a space, except where either side of the join is CJK text."""
-    text = ""
-    for sentence in (s.strip() for s in sentences):
-        if sentence:
-            if text and not (_is_cjk(text[-1]) or _is_cjk(sentence[0])):
-                text += " "
-            text += sentence
-    return text
 
 
 class _Callback(RecognitionCallback):
@@ -183,7 +159,7 @@ class DashScopeAsrSession(AsrSession):
                 raise self._fail(self._failures.timeout(self._clock, first_result)) from None
             try:
                 if self._handle(event):
-                    return join_sentences(self._sentences)
+                    return join_phrases(self._sentences)
             except ProviderError:
                 self._recognition.abort()
                 raise

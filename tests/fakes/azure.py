@@ -12,25 +12,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import html
 import json
 import re
-import signal
-import threading
-import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
-from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
+
+from tests.fakes.threaded import ThreadedFake
 
 FAULTS = (None, "refuse", "auth", "error", "stall", "drop")
 STT_PATH = re.compile(
@@ -125,7 +121,7 @@ def _ticks(byte_count: int) -> int:
     return byte_count * TICKS_PER_SECOND // STT_BYTES_PER_SECOND
 
 
-class FakeAzure:
+class FakeAzure(ThreadedFake):
     """In-process fake of Azure Speech.
 
     ``fault`` (settable at any time): "refuse" stops listening; "auth" answers 401 at the
@@ -135,6 +131,14 @@ class FakeAzure:
     accepts and never answers. A key sent that is not ``key`` gets 401; no key is accepted.
     """
 
+    FAULTS = FAULTS
+    NAME = "azure"
+    DESCRIPTION = "Serve a fake Azure Speech service."
+    SERVE_OPTIONS: ClassVar[dict[str, Any]] = {
+        "subprotocols": [Subprotocol("USP")],
+        "max_size": None,
+    }
+
     def __init__(
         self,
         *,
@@ -143,117 +147,29 @@ class FakeAzure:
         delay: float = 0.0,
         port: int = 0,
     ) -> None:
+        super().__init__(delay=delay, port=port)
         self.key = key
         self.phrases: list[str] = list(phrases)
-        self.delay = delay
         self.received_audio: list[bytes] = []
         self.received_ssml: list[str] = []
         self.languages: list[str] = []
         self.output_formats: list[str] = []
-        self.first_audio_sent: list[float] = []  # per TTS turn: time.monotonic() of its first audio
         self.modes: list[str] = []  # per STT connection: conversation, interactive or dictation
         self.streamed_bytes = 0  # PCM bytes received so far, over all STT turns
-        self._fault: str | None = None
-        self._port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._listener: Server | None = None
-        self._servers: list[Server] = []
-        self._connections: set[ServerConnection] = set()
-
-    # --- lifecycle -----------------------------------------------------------
 
     @property
     def host(self) -> str:
-        if not self._port:
-            raise RuntimeError("FakeAzure is not started")
-        return f"ws://127.0.0.1:{self._port}"
+        return self._origin
 
-    @property
-    def fault(self) -> str | None:
-        return self._fault
+    @classmethod
+    def _add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--key", default="test-azure-key")
 
-    @fault.setter
-    def fault(self, value: str | None) -> None:
-        if value not in FAULTS:
-            raise ValueError(f"unknown fault {value!r}; expected one of {FAULTS}")
-        self._fault = value
-        if self._loop is not None:
-            self._call(self._apply_fault())
-
-    def start(self) -> FakeAzure:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="fake-azure", daemon=True
-        )
-        self._thread.start()
-        self._call(self._apply_fault())
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None or self._thread is None:
-            return
-        with contextlib.suppress(Exception):
-            self._call(self._close_all())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self._loop.close()
-        self._loop = self._thread = None
-
-    def __enter__(self) -> FakeAzure:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(coro, self._loop).result(5)
-
-    async def _apply_fault(self) -> None:
-        """Listen unless refusing; "refuse" and "auth" act at connect, so they also cut the
-        open connections (clients keep idle ones) to make clients connect again."""
-        await self._listen(self._fault != "refuse")
+    def _fault_changed(self) -> None:
+        """Faults "refuse" and "auth" act at connect, so they also cut the open connections
+        (clients keep idle ones) to make clients connect again."""
         if self._fault in ("refuse", "auth"):
-            for ws in list(self._connections):
-                ws.transport.abort()
-
-    async def _listen(self, listening: bool) -> None:
-        if listening and self._listener is None:
-            self._listener = await serve(
-                self._handle,
-                "127.0.0.1",
-                self._port,
-                subprotocols=[Subprotocol("USP")],
-                process_request=self._process_request,
-                ping_interval=None,
-                max_size=None,
-            )
-            self._servers.append(self._listener)
-            self._port = self._listener.sockets[0].getsockname()[1]
-        elif not listening and self._listener is not None:
-            self._listener.server.close()  # stop accepting; new connections are refused
-            self._listener = None
-
-    async def _close_all(self) -> None:
-        """Stop listening, cut every connection and end every task of the fake's loop."""
-        for server in self._servers:
-            server.close(close_connections=False)
-        for ws in list(self._connections):
-            ws.transport.abort()
-        tasks = asyncio.all_tasks() - {asyncio.current_task()}
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=2)
-        self._servers.clear()
-        self._listener = None
+            self._drop_all()
 
     @staticmethod
     def tts_audio_for(ssml_text: str, sample_rate: int) -> bytes:
@@ -286,22 +202,19 @@ class FakeAzure:
             return connection.respond(HTTPStatus.UNAUTHORIZED, "Access denied due to invalid key\n")
         return None
 
+    def _ready_url(self) -> str:
+        return self.host
+
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         url = urlsplit(ws.request.path)
-        self._connections.add(ws)
-        try:
-            if url.path == TTS_PATH:
-                await self._serve_tts(ws)
-            else:
-                mode = STT_PATH.match(url.path)
-                self.modes.append(mode.group(1) if mode else "")
-                language = parse_qs(url.query).get("language", [""])[0]
-                await self._serve_stt(ws, language)
-        except ConnectionClosed:
-            pass
-        finally:
-            self._connections.discard(ws)
+        if url.path == TTS_PATH:
+            await self._serve_tts(ws)
+        else:
+            mode = STT_PATH.match(url.path)
+            self.modes.append(mode.group(1) if mode else "")
+            language = parse_qs(url.query).get("language", [""])[0]
+            await self._serve_stt(ws, language)
 
     async def _messages(
         self, ws: ServerConnection
@@ -338,7 +251,7 @@ class FakeAzure:
                 if self._fault == "stall":
                     continue
                 if self._fault == "drop":
-                    ws.transport.abort()  # TCP reset, no close frame
+                    self._drop(ws)  # TCP reset, no close frame
                     return
                 if self._fault == "error":  # the service closes with 1011 when it fails
                     await ws.close(1011, "Internal service error.")
@@ -398,15 +311,15 @@ class FakeAzure:
         await asyncio.sleep(self.delay)
         await ws.send(_text_message("turn.start", request_id, {"context": {"serviceTag": "fake"}}))
         if self._fault == "drop":  # lost before any audio: clients see only the failure
-            ws.transport.abort()
+            self._drop(ws)
             return
         rate = _format_rate(output_format)
         pcm = self.tts_audio_for(ssml, rate)
         step = int(rate * TTS_FRAME_SECONDS) * 2
         for start in range(0, len(pcm), step):
-            await ws.send(_audio_message(request_id, pcm[start : start + step]))
-            if not start:
-                self.first_audio_sent.append(time.monotonic())
+            await self._send_audio(
+                ws, _audio_message(request_id, pcm[start : start + step]), first=not start
+            )
             if self._fault == "error":  # after some audio, as a service failing mid-turn
                 await ws.close(1011, "Internal service error.")
                 return
@@ -436,22 +349,7 @@ def _format_rate(output_format: str) -> int:
     return value * 1000 if match.group(2) else value
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Serve a fake Azure Speech service.")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--delay", type=float, default=0.0)
-    parser.add_argument("--fault", choices=[f for f in FAULTS if f], default=None)
-    parser.add_argument("--key", default="test-azure-key")
-    args = parser.parse_args()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    with FakeAzure(key=args.key, delay=args.delay, port=args.port) as fake:
-        fake.fault = args.fault
-        print(f"READY {fake.host}", flush=True)
-        while not stop.wait(1.0):
-            pass
-
+main = FakeAzure.main
 
 if __name__ == "__main__":
     main()

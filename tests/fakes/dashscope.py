@@ -11,25 +11,18 @@ thread, so both synchronous and asyncio tests can use it. Also runnable as a pro
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import json
-import signal
-import socket
-import sys
-import threading
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from http import HTTPStatus
-from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import numpy as np
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
+
+from tests.fakes.threaded import ThreadedFake
 
 FAULTS = (None, "refuse", "auth", "task-failed", "stall", "drop")
 PATH = "/api-ws/v1/inference"
@@ -54,6 +47,7 @@ class _Task:
     done: bool = False  # failed, dropped or finished: nothing more is sent
     audio_bytes: int = 0
     partials: int = 0
+    audio_sent: bool = False  # TTS: the first audio frame has gone out
 
 
 def _event(task_id: str, event: str, payload: dict | None = None, **header: str) -> str:
@@ -64,7 +58,7 @@ def _event(task_id: str, event: str, payload: dict | None = None, **header: str)
     return json.dumps(message, ensure_ascii=False)
 
 
-class FakeDashScope:
+class FakeDashScope(ThreadedFake):
     """Serves ``ws://127.0.0.1:PORT/api-ws/v1/inference``; ``fault`` may change at any time.
 
     Faults: "refuse" stops listening (connections are refused); "auth" answers the handshake
@@ -74,6 +68,11 @@ class FakeDashScope:
     text's result-generated, before its audio). A task keeps the fault it started with.
     """
 
+    FAULTS = FAULTS
+    NAME = "dashscope"
+    DESCRIPTION = "Fake DashScope inference websocket endpoint"
+    SERVE_OPTIONS: ClassVar[dict[str, Any]] = {"close_timeout": 1}
+
     def __init__(
         self,
         *,
@@ -82,81 +81,23 @@ class FakeDashScope:
         delay: float = 0.0,
         port: int = 0,
     ) -> None:
+        super().__init__(delay=delay, port=port)
         self.api_key = api_key
         self.sentences = list(sentences) if sentences is not None else ["你好。", "打开客厅的灯。"]
-        self.delay = delay
         self.requests: list[dict] = []
         self.received_text: list[list[str]] = []
         self._audio: list[bytearray] = []
-        self._fault: str | None = None
-        self._port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: Server | None = None
-        self._connections: set[ServerConnection] = set()
-        self._handlers: set[asyncio.Task[None]] = set()
 
     # --- public API ---------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        if not self._port:
-            raise RuntimeError("FakeDashScope is not started")
-        return f"ws://127.0.0.1:{self._port}{PATH}"
+        return f"{self._origin}{PATH}"
 
     @property
     def received_audio(self) -> list[bytes]:
         """Per ASR task, in task order: every binary audio frame concatenated."""
         return [bytes(audio) for audio in self._audio]
-
-    @property
-    def fault(self) -> str | None:
-        return self._fault
-
-    @fault.setter
-    def fault(self, value: str | None) -> None:
-        if value not in FAULTS:
-            raise ValueError(f"unknown fault {value!r}, expected one of {FAULTS}")
-        self._fault = value
-        if self._loop is not None:
-            self._call(self._listen(value != "refuse"))
-
-    def start(self) -> FakeDashScope:
-        if self._thread is not None:
-            raise RuntimeError("FakeDashScope already started")
-        if not self._port:
-            with socket.socket() as probe:  # keeps a port even when starting with "refuse"
-                probe.bind(("127.0.0.1", 0))
-                self._port = probe.getsockname()[1]
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-dashscope")
-        self._thread.daemon = True
-        self._thread.start()
-        self._call(self._listen(self._fault != "refuse"))
-        return self
-
-    def stop(self) -> None:
-        """Close every connection and the listening socket, then end the thread."""
-        if self._loop is None or self._thread is None:
-            return
-        with contextlib.suppress(Exception):
-            self._call(self._close_all())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
-        self._loop = None
-        self._thread = None
-
-    def __enter__(self) -> FakeDashScope:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @staticmethod
     def tts_audio_for(text: str, sample_rate: int) -> bytes:
@@ -172,33 +113,10 @@ class FakeDashScope:
         wave = np.where(2 * phase < period, rising, falling)
         return wave.astype("<i2").tobytes()
 
-    # --- server plumbing -------------------------------------------------------------
+    # --- connections ---------------------------------------------------------------
 
-    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
-
-    async def _listen(self, listening: bool) -> None:
-        if listening and self._server is None:
-            self._server = await serve(
-                self._handle,
-                "127.0.0.1",
-                self._port,
-                process_request=self._process_request,
-                ping_interval=None,
-                close_timeout=1,
-            )
-        elif not listening and self._server is not None:
-            server, self._server = self._server, None
-            server.server.close()  # stop listening now: new connections are refused
-            server.close(close_connections=False)  # open connections live on
-
-    async def _close_all(self) -> None:
-        await self._listen(False)
-        for ws in list(self._connections):
-            self._drop(ws)
-        if self._handlers:
-            await asyncio.wait(self._handlers, timeout=5)
+    def _ready_url(self) -> str:
+        return self.url
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if urlsplit(request.path).path != PATH:
@@ -209,29 +127,14 @@ class FakeDashScope:
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
-        handler = asyncio.current_task()
-        assert handler is not None
-        self._handlers.add(handler)
-        self._connections.add(ws)
         task: _Task | None = None
-        try:
-            for _ in range(MAX_MESSAGES):
-                message = await ws.recv()
-                if isinstance(message, bytes):
-                    if task is not None and task.kind == "asr":
-                        await self._asr_audio(ws, task, message)
-                else:
-                    task = await self._command(ws, task, json.loads(message))
-        except ConnectionClosed:
-            pass
-        finally:
-            self._connections.discard(ws)
-            self._handlers.discard(handler)
-
-    @staticmethod
-    def _drop(ws: ServerConnection) -> None:
-        """Close abruptly: no close frame, as when a connection is lost."""
-        ws.transport.abort()
+        for _ in range(MAX_MESSAGES):
+            message = await ws.recv()
+            if isinstance(message, bytes):
+                if task is not None and task.kind == "asr":
+                    await self._asr_audio(ws, task, message)
+            else:
+                task = await self._command(ws, task, json.loads(message))
 
     async def _command(
         self, ws: ServerConnection, task: _Task | None, message: dict
@@ -342,30 +245,12 @@ class FakeDashScope:
             return
         audio = self.tts_audio_for(text, task.sample_rate)
         for offset in range(0, len(audio), TTS_FRAME_BYTES):
-            await ws.send(audio[offset : offset + TTS_FRAME_BYTES])
+            frame = audio[offset : offset + TTS_FRAME_BYTES]
+            await self._send_audio(ws, frame, first=not task.audio_sent)
+            task.audio_sent = True
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Fake DashScope inference websocket endpoint")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--delay", type=float, default=0.0)
-    parser.add_argument("--fault", choices=[f for f in FAULTS if f], default=None)
-    args = parser.parse_args()
-
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    fake = FakeDashScope(delay=args.delay, port=args.port)
-    fake.fault = args.fault
-    fake.start()
-    try:
-        print(f"READY {fake.url}", flush=True)
-        while not stop.wait(1.0):
-            pass
-    finally:
-        fake.stop()
-    sys.exit(0)
-
+main = FakeDashScope.main
 
 if __name__ == "__main__":
     main()

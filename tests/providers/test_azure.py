@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import azure.cognitiveservices.speech as speechsdk
@@ -19,11 +19,13 @@ import numpy as np
 import pytest
 
 from satellite.config import AzureAsr, AzureConfig, AzureTts, Timeouts
-from satellite.providers.azure_asr import AzureAsrProvider, advertised_languages, join_phrases
+from satellite.providers.azure_asr import AzureAsrProvider, advertised_languages
 from satellite.providers.azure_common import speech_config
 from satellite.providers.azure_tts import AzureTtsProvider, SentenceSplitter
 from satellite.providers.base import Credentials, ErrorCode, ProviderError, SynthesisOptions
+from satellite.providers.text import join_phrases
 from tests.fakes.azure import FakeAzure
+from tests.providers.common import failure, pieces, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -33,11 +35,17 @@ CREDENTIALS = Credentials(key=KEY, hint=HINT)
 FAST = Timeouts(connect=3, first_result=3, total=20)
 TIGHT = Timeouts(connect=3, first_result=0.5, total=20)
 SSML_NS = "{http://www.w3.org/2001/10/synthesis}"
-
-
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+# Each fault, and the error it makes.
+FAULT_CODES = pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        ("auth", ErrorCode.AUTH_FAILED),
+        ("refuse", ErrorCode.CONNECT_FAILED),
+        ("error", ErrorCode.PROVIDER_FAILED),
+        ("stall", ErrorCode.TIMEOUT),
+        ("drop", ErrorCode.PROVIDER_FAILED),
+    ],
+)
 
 
 @pytest.fixture
@@ -63,11 +71,6 @@ async def transcribe(
     for start in range(0, len(pcm), chunk):
         await session.send(pcm[start : start + chunk])
     return await session.finish()
-
-
-async def pieces(*texts: str) -> AsyncIterator[str]:
-    for text in texts:
-        yield text
 
 
 async def speak(
@@ -106,21 +109,12 @@ async def resources(seconds: float = 0.5) -> tuple[int, int]:
     return native_threads(), open_fds()
 
 
-async def settles_to(baseline: tuple[int, int], seconds: float = 5.0) -> bool:
-    """Whether threads and descriptors come back to ``baseline`` (detached releases run late)."""
-    end = time.monotonic() + seconds
-    while native_threads() > baseline[0] or open_fds() > baseline[1]:
-        if time.monotonic() > end:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
-async def wait_for(condition: Callable[[], bool], seconds: float = 3.0) -> None:
-    end = time.monotonic() + seconds
-    while not condition() and time.monotonic() < end:
-        await asyncio.sleep(0.01)
-    assert condition(), "condition not met in time"
+async def check_settles_to(baseline: tuple[int, int], seconds: float = 5.0) -> None:
+    """Threads and descriptors come back to ``baseline`` (detached releases run late)."""
+    settled = await wait_for(
+        lambda: native_threads() <= baseline[0] and open_fds() <= baseline[1], seconds
+    )
+    assert settled, (baseline, native_threads(), open_fds())
 
 
 @contextlib.asynccontextmanager
@@ -143,7 +137,7 @@ async def test_asr_streams_audio_and_joins_every_phrase(fake: FakeAzure) -> None
     session = await provider.open("en-US")
     for start in range(0, len(pcm), 1000):
         await session.send(pcm[start : start + 1000])
-    await wait_for(lambda: fake.streamed_bytes == len(pcm))  # streamed before finish()
+    assert await wait_for(lambda: fake.streamed_bytes == len(pcm))  # streamed before finish()
     assert await session.finish() == "Turn on the light. And close the blinds."
     assert fake.received_audio == [pcm]
     assert fake.languages == ["en-US"]
@@ -211,34 +205,22 @@ async def test_asr_key_is_optional_with_a_host(fake: FakeAzure) -> None:
     assert await transcribe(provider, speech(0.2)) == "Turn on the light. And close the blinds."
 
 
-@pytest.mark.parametrize(
-    ("fault", "code"),
-    [
-        ("auth", ErrorCode.AUTH_FAILED),
-        ("refuse", ErrorCode.CONNECT_FAILED),
-        ("error", ErrorCode.PROVIDER_FAILED),
-        ("stall", ErrorCode.TIMEOUT),
-        ("drop", ErrorCode.PROVIDER_FAILED),
-    ],
-)
+@FAULT_CODES
 async def test_asr_faults_then_recovers(fake: FakeAzure, fault: str, code: ErrorCode) -> None:
     # The SDK reconnects a lost recognition for about a second before it reports the error.
     timeouts = TIGHT if fault == "stall" else FAST
     provider = AzureAsrProvider(azure_config(fake, timeouts), CREDENTIALS, None)
     baseline = await resources(0)
     fake.fault = fault
-    started = time.monotonic()
-    with pytest.raises(ProviderError) as caught:
-        await transcribe(provider, speech(0.5))
-    elapsed = time.monotonic() - started
-    check_error(caught.value, code)
+    error, elapsed = await failure(transcribe(provider, speech(0.5)))
+    check_error(error, code)
     if fault == "stall":
         assert 0.5 <= elapsed < 1.5  # first_result deadline, after the audio was sent
     else:
         assert elapsed < 2.5
     fake.fault = None
     assert await transcribe(provider, speech(0.2)) == "Turn on the light. And close the blinds."
-    assert await settles_to(baseline), (baseline, native_threads(), open_fds())
+    await check_settles_to(baseline)
 
 
 async def test_asr_wrong_key(fake: FakeAzure) -> None:
@@ -253,11 +235,9 @@ async def test_asr_connect_deadline(fake: FakeAzure) -> None:
     fake.fault = "refuse"
     timeouts = Timeouts(connect=0.3, first_result=1, total=5)
     provider = AzureAsrProvider(azure_config(fake, timeouts), CREDENTIALS, None)
-    started = time.monotonic()
-    with pytest.raises(ProviderError) as caught:
-        await provider.open(None)
-    assert time.monotonic() - started < 0.8
-    check_error(caught.value, ErrorCode.CONNECT_FAILED)
+    error, elapsed = await failure(provider.open(None))
+    assert elapsed < 0.8
+    check_error(error, ErrorCode.CONNECT_FAILED)
 
 
 async def test_asr_total_deadline(fake: FakeAzure) -> None:
@@ -267,12 +247,10 @@ async def test_asr_total_deadline(fake: FakeAzure) -> None:
     session = await provider.open(None)
     await session.send(speech(0.2))
     await asyncio.sleep(0.3)
-    started = time.monotonic()
-    with pytest.raises(ProviderError) as caught:
-        await session.finish()
-    assert time.monotonic() - started < 0.6
-    check_error(caught.value, ErrorCode.TIMEOUT)
-    assert "0.6 s" in caught.value.message
+    error, elapsed = await failure(session.finish())
+    assert elapsed < 0.6
+    check_error(error, ErrorCode.TIMEOUT)
+    assert "0.6 s" in error.message
 
 
 async def test_asr_cancel_never_raises(fake: FakeAzure) -> None:
@@ -333,7 +311,7 @@ async def test_asr_leaks_no_threads_or_sockets(fake: FakeAzure) -> None:
     baseline = await resources()
     for _ in range(15):
         await transcribe(provider, speech(0.1))
-    assert await settles_to(baseline), (baseline, native_threads(), open_fds())
+    await check_settles_to(baseline)
 
 
 # --- TTS ---------------------------------------------------------------------
@@ -454,26 +432,14 @@ async def test_tts_empty_text_contacts_nothing(fake: FakeAzure) -> None:
     assert fake.received_ssml == [] and fake.output_formats == []
 
 
-@pytest.mark.parametrize(
-    ("fault", "code"),
-    [
-        ("auth", ErrorCode.AUTH_FAILED),
-        ("refuse", ErrorCode.CONNECT_FAILED),
-        ("error", ErrorCode.PROVIDER_FAILED),
-        ("stall", ErrorCode.TIMEOUT),
-        ("drop", ErrorCode.PROVIDER_FAILED),
-    ],
-)
+@FAULT_CODES
 async def test_tts_faults_then_recovers(fake: FakeAzure, fault: str, code: ErrorCode) -> None:
     async with tts_provider(azure_config(fake, TIGHT)) as provider:
         await speak(provider, "Warm up the connection.")
         baseline = await resources()
         fake.fault = fault  # "auth" and "refuse" also cut the pooled connection
-        started = time.monotonic()
-        with pytest.raises(ProviderError) as caught:
-            await speak(provider, "This request fails.")
-        elapsed = time.monotonic() - started
-        check_error(caught.value, code)
+        error, elapsed = await failure(speak(provider, "This request fails."))
+        check_error(error, code)
         if fault == "stall":
             assert 0.5 <= elapsed < 1.2  # first_result deadline
         else:
@@ -482,7 +448,7 @@ async def test_tts_faults_then_recovers(fake: FakeAzure, fault: str, code: Error
         fake.received_ssml.clear()
         chunks = await speak(provider, "Working again.")
         assert b"".join(chunks) == expected_audio(fake)
-        assert await settles_to(baseline), (baseline, native_threads(), open_fds())
+        await check_settles_to(baseline)
 
 
 async def test_tts_wrong_key(fake: FakeAzure) -> None:
@@ -522,7 +488,7 @@ async def test_tts_consumer_stopping_early_releases_everything(fake: FakeAzure) 
             assert await anext(stream)
         next_audio = b"".join(await speak(provider, "Next one."))
         assert next_audio == FakeAzure.tts_audio_for(fake.received_ssml[-1], 24000)
-        assert await settles_to(baseline), (baseline, native_threads(), open_fds())
+        await check_settles_to(baseline)
 
 
 async def test_tts_leaks_nothing_over_50_requests(fake: FakeAzure) -> None:
@@ -531,7 +497,7 @@ async def test_tts_leaks_nothing_over_50_requests(fake: FakeAzure) -> None:
         baseline = await resources()
         for index in range(50):
             await speak(provider, f"Request {index}.")
-        assert await settles_to(baseline), (baseline, native_threads(), open_fds())
+        await check_settles_to(baseline)
         assert len(fake.received_ssml) == 51
     assert native_threads() < baseline[0]  # close() released the idle synthesizer
 

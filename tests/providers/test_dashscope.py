@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +17,12 @@ from satellite.config import DashScopeAsr, DashScopeConfig, DashScopeTts, Timeou
 from satellite.providers.base import Credentials, ErrorCode, ProviderError, SynthesisOptions
 from satellite.providers.dashscope_asr import (
     DashScopeAsrProvider,
-    join_sentences,
     language_hint,
 )
 from satellite.providers.dashscope_tts import DashScopeTtsProvider
+from satellite.providers.text import join_phrases
 from tests.fakes.dashscope import FAILURE_MESSAGE, FakeDashScope
+from tests.providers.common import failure, pieces, wait_for
 
 KEY = "test-dashscope-key"
 HINT = "set the environment variable DASHSCOPE_API_KEY"
@@ -29,13 +30,7 @@ SENTENCES = ["你好。", "打开客厅的灯。"]
 REPO = Path(__file__).resolve().parents[2]
 # Threads of the SDK's websocket clients (tts_v2 websocket-client, Recognition worker + loop).
 SDK_THREADS = ("run_forever", "receive_worker", "iter_async_thread")
-
-
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SDK's HTTP clients trust proxy variables: keep 127.0.0.1 direct."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+KINDS = ("recognition", "synthesis")
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +53,12 @@ def make_config(
     connect: float = 2.0,
     first_result: float = 3.0,
     total: float = 10.0,
+    websocket_url: str | None = None,
     **settings: object,
 ) -> DashScopeConfig:
     timeouts = Timeouts(connect=connect, first_result=first_result, total=total)
-    return DashScopeConfig(websocket_url=fake.url, timeouts=timeouts, **settings)
+    url = websocket_url or fake.url
+    return DashScopeConfig(websocket_url=url, timeouts=timeouts, **settings)
 
 
 def asr_provider(
@@ -93,11 +90,6 @@ async def transcribe(
         raise
 
 
-async def pieces(*texts: str) -> AsyncIterator[str]:
-    for text in texts:
-        yield text
-
-
 async def speak(provider: DashScopeTtsProvider, *texts: str, voice: str | None = None) -> bytes:
     options = SynthesisOptions(voice=voice)
     return b"".join([chunk async for chunk in provider.synthesize(pieces(*texts), options)])
@@ -107,17 +99,12 @@ def expected_audio(texts: list[str], rate: int = 22050) -> bytes:
     return b"".join(FakeDashScope.tts_audio_for(text, rate) for text in texts)
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
-
-
 def sdk_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if any(n in t.name for n in SDK_THREADS)]
+
+
+async def check_sdk_threads_end(timeout: float = 5.0) -> None:
+    assert await wait_for(lambda: not sdk_threads(), timeout), sdk_threads()
 
 
 # --- recognition -------------------------------------------------------------------
@@ -173,11 +160,11 @@ def test_language_hints(language: str, hint: str):
 
 
 def test_sentences_join_with_spaces_only_between_latin_text():
-    assert join_sentences(["Turn on the light.", "Close the blinds."]) == (
+    assert join_phrases(["Turn on the light.", "Close the blinds."]) == (
         "Turn on the light. Close the blinds."
     )
-    assert join_sentences(["你好。", "打开客厅的灯。", "OK."]) == "你好。打开客厅的灯。OK."
-    assert join_sentences(["", " Hi. "]) == "Hi."
+    assert join_phrases(["你好。", "打开客厅的灯。", "OK."]) == "你好。打开客厅的灯。OK."
+    assert join_phrases(["", " Hi. "]) == "Hi."
 
 
 async def test_english_sentences_and_silence(fake: FakeDashScope):
@@ -208,78 +195,12 @@ async def test_provider_delay_is_waited_for(fake: FakeDashScope):
     assert time.monotonic() - started >= 0.5
 
 
-async def check_recognition_fault(
-    fake: FakeDashScope, fault: str | None, codes: set[ErrorCode], within: float, **kwargs: object
-) -> ProviderError:
-    fake.fault = fault
-    provider = asr_provider(fake, connect=1.0, first_result=0.5, total=4.0, **kwargs)
-    started = time.monotonic()
-    with pytest.raises(ProviderError) as caught:
-        await transcribe(provider, speech(0.5))
-    assert time.monotonic() - started < within
-    assert caught.value.code in codes, caught.value.message
-    assert KEY not in caught.value.message and "wrong-secret" not in caught.value.message
-    fake.fault = None
-    assert await transcribe(asr_provider(fake), speech(0.3)) == "你好。打开客厅的灯。"
-    return caught.value
-
-
-@pytest.mark.parametrize(
-    ("fault", "codes", "within"),
-    [
-        ("refuse", {ErrorCode.CONNECT_FAILED}, 1.0),
-        ("auth", {ErrorCode.AUTH_FAILED}, 1.0),
-        ("task-failed", {ErrorCode.PROVIDER_FAILED}, 1.5),
-        ("stall", {ErrorCode.TIMEOUT}, 0.5 + 1.0),
-        ("drop", {ErrorCode.PROVIDER_FAILED, ErrorCode.TIMEOUT}, 0.5 + 1.0),
-    ],
-)
-async def test_recognition_faults_then_recovery(
-    fake: FakeDashScope, fault: str, codes: set[ErrorCode], within: float
-):
-    error = await check_recognition_fault(fake, fault, codes, within)
-    if fault == "task-failed":
-        assert FAILURE_MESSAGE in error.message
-    assert await wait_for(lambda: not sdk_threads(), timeout=5), sdk_threads()
-
-
-async def test_recognition_with_a_wrong_key(fake: FakeDashScope):
-    await check_recognition_fault(fake, None, {ErrorCode.AUTH_FAILED}, 1.0, key="wrong-secret")
-
-
-async def test_recognition_without_a_key(fake: FakeDashScope):
-    error = await check_recognition_fault(fake, None, {ErrorCode.MISSING_CREDENTIALS}, 0.5, key="")
-    assert HINT in error.message
-
-
-@pytest.fixture
-def silent_url() -> Iterator[str]:
-    """A server that accepts TCP connections and never answers the websocket handshake."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield f"ws://127.0.0.1:{listener.getsockname()[1]}/api-ws/v1/inference"
-
-
-async def test_recognition_without_handshake(fake: FakeDashScope, silent_url: str):
-    config = make_config(fake, connect=0.5).model_copy(update={"websocket_url": silent_url})
-    provider = DashScopeAsrProvider(config, Credentials(KEY, HINT), "zh")
-    started = time.monotonic()
-    with pytest.raises(ProviderError) as caught:
-        await transcribe(provider, speech(0.2))
-    assert caught.value.code == ErrorCode.CONNECT_FAILED
-    assert time.monotonic() - started < 1.0
-    assert await wait_for(lambda: not sdk_threads(), timeout=5), sdk_threads()
-
-
 async def test_recognition_total_deadline(fake: FakeDashScope):
     fake.delay = 2.0
     provider = asr_provider(fake, first_result=5.0, total=1.0)
-    started = time.monotonic()
-    with pytest.raises(ProviderError) as caught:
-        await transcribe(provider, speech(0.2))
-    assert caught.value.code == ErrorCode.TIMEOUT and "1 s" in caught.value.message
-    assert time.monotonic() - started < 1.5
+    error, elapsed = await failure(transcribe(provider, speech(0.2)))
+    assert error.code == ErrorCode.TIMEOUT and "1 s" in error.message
+    assert elapsed < 1.5
 
 
 async def test_cancelled_recognition_releases_the_session(fake: FakeDashScope):
@@ -287,7 +208,7 @@ async def test_cancelled_recognition_releases_the_session(fake: FakeDashScope):
     session = await asr_provider(fake).open(None)
     await session.send(speech(0.2))
     await session.cancel()
-    assert await wait_for(lambda: not sdk_threads(), timeout=5), sdk_threads()
+    await check_sdk_threads_end()
 
 
 async def test_ten_concurrent_recognitions(fake: FakeDashScope):
@@ -371,26 +292,75 @@ async def test_consumer_stopping_early_cancels_the_synthesis(fake: FakeDashScope
     stream = tts_provider(fake).synthesize(pieces("一段很长的文字。" * 10), SynthesisOptions())
     assert await anext(stream)
     await stream.aclose()
-    assert await wait_for(lambda: not sdk_threads(), timeout=5), sdk_threads()
+    await check_sdk_threads_end()
     assert await speak(tts_provider(fake), "好") == expected_audio(["好"])
 
 
-async def check_synthesis_fault(
-    fake: FakeDashScope, fault: str | None, codes: set[ErrorCode], within: float, **kwargs: object
-) -> ProviderError:
-    fake.fault = fault
-    provider = tts_provider(fake, connect=1.0, first_result=0.5, total=4.0, **kwargs)
+async def test_ten_concurrent_syntheses(fake: FakeDashScope):
+    provider = tts_provider(fake)
+    texts = [f"第{n}句话。" for n in range(10)]
+    before = len(fake.first_audio_sent)
+    audios = await asyncio.gather(*(speak(provider, text) for text in texts))
+    assert audios == [expected_audio([text]) for text in texts]
+    assert len(fake.first_audio_sent) == before + 10
+
+
+async def test_first_audio_is_timed_once_per_task(fake: FakeDashScope):
+    before = len(fake.first_audio_sent)
     started = time.monotonic()
-    with pytest.raises(ProviderError) as caught:
-        await speak(provider, "你好，", "今天天气很好。")
-    assert time.monotonic() - started < within
-    assert caught.value.code in codes, caught.value.message
-    assert KEY not in caught.value.message and "wrong-secret" not in caught.value.message
+    assert await speak(tts_provider(fake), "第一句。", "第二句。") == expected_audio(
+        ["第一句。", "第二句。"]
+    )
+    assert len(fake.first_audio_sent) == before + 1
+    assert started < fake.first_audio_sent[-1] < time.monotonic()
+
+
+# --- faults, in recognition and in synthesis ----------------------------------------
+
+
+def provider_for(
+    kind: str, fake: FakeDashScope, key: str = KEY, **settings: object
+) -> DashScopeAsrProvider | DashScopeTtsProvider:
+    if kind == "recognition":
+        return asr_provider(fake, key, **settings)
+    return tts_provider(fake, key, **settings)
+
+
+async def make_request(provider: DashScopeAsrProvider | DashScopeTtsProvider) -> object:
+    """The recognition or synthesis that a fault breaks."""
+    if isinstance(provider, DashScopeAsrProvider):
+        return await transcribe(provider, speech(0.5))
+    return await speak(provider, "你好，", "今天天气很好。")
+
+
+async def check_works(kind: str, fake: FakeDashScope) -> None:
+    if kind == "recognition":
+        assert await transcribe(asr_provider(fake), speech(0.3)) == "你好。打开客厅的灯。"
+    else:
+        assert await speak(tts_provider(fake), "好的。") == expected_audio(["好的。"])
+
+
+async def check_fault(
+    fake: FakeDashScope,
+    kind: str,
+    fault: str | None,
+    codes: set[ErrorCode],
+    within: float,
+    **settings: object,
+) -> ProviderError:
+    """The request fails as expected, within ``within`` seconds; then, healthy, it works."""
+    fake.fault = fault
+    provider = provider_for(kind, fake, connect=1.0, first_result=0.5, total=4.0, **settings)
+    error, elapsed = await failure(make_request(provider))
+    assert elapsed < within
+    assert error.code in codes, error.message
+    assert KEY not in error.message and "wrong-secret" not in error.message
     fake.fault = None
-    assert await speak(tts_provider(fake), "好的。") == expected_audio(["好的。"])
-    return caught.value
+    await check_works(kind, fake)
+    return error
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     ("fault", "codes", "within"),
     [
@@ -401,40 +371,44 @@ async def check_synthesis_fault(
         ("drop", {ErrorCode.PROVIDER_FAILED, ErrorCode.TIMEOUT}, 0.5 + 1.0),
     ],
 )
-async def test_synthesis_faults_then_recovery(
-    fake: FakeDashScope, fault: str, codes: set[ErrorCode], within: float
+async def test_faults_then_recovery(
+    fake: FakeDashScope, kind: str, fault: str, codes: set[ErrorCode], within: float
 ):
-    error = await check_synthesis_fault(fake, fault, codes, within)
+    error = await check_fault(fake, kind, fault, codes, within)
     if fault == "task-failed":
         assert FAILURE_MESSAGE in error.message
-    assert await wait_for(lambda: not sdk_threads(), timeout=5), sdk_threads()
+    await check_sdk_threads_end()
 
 
-async def test_synthesis_without_handshake(fake: FakeDashScope, silent_url: str):
-    config = make_config(fake, connect=0.5).model_copy(update={"websocket_url": silent_url})
-    provider = DashScopeTtsProvider(config, Credentials(KEY, HINT), None)
-    started = time.monotonic()
-    with pytest.raises(ProviderError) as caught:
-        await speak(provider, "你好")
-    assert caught.value.code == ErrorCode.CONNECT_FAILED
-    assert time.monotonic() - started < 1.0
-    assert await wait_for(lambda: not sdk_threads(), timeout=2), sdk_threads()
+@pytest.mark.parametrize("kind", KINDS)
+async def test_with_a_wrong_key(fake: FakeDashScope, kind: str):
+    await check_fault(fake, kind, None, {ErrorCode.AUTH_FAILED}, 1.0, key="wrong-secret")
 
 
-async def test_synthesis_with_a_wrong_key(fake: FakeDashScope):
-    await check_synthesis_fault(fake, None, {ErrorCode.AUTH_FAILED}, 1.0, key="wrong-secret")
-
-
-async def test_synthesis_without_a_key(fake: FakeDashScope):
-    error = await check_synthesis_fault(fake, None, {ErrorCode.MISSING_CREDENTIALS}, 0.5, key="")
+@pytest.mark.parametrize("kind", KINDS)
+async def test_without_a_key(fake: FakeDashScope, kind: str):
+    error = await check_fault(fake, kind, None, {ErrorCode.MISSING_CREDENTIALS}, 0.5, key="")
     assert HINT in error.message
 
 
-async def test_ten_concurrent_syntheses(fake: FakeDashScope):
-    provider = tts_provider(fake)
-    texts = [f"第{n}句话。" for n in range(10)]
-    audios = await asyncio.gather(*(speak(provider, text) for text in texts))
-    assert audios == [expected_audio([text]) for text in texts]
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A server that accepts TCP connections and never answers the websocket handshake."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"ws://127.0.0.1:{listener.getsockname()[1]}/api-ws/v1/inference"
+
+
+@pytest.mark.parametrize(("kind", "released_within"), [("recognition", 5), ("synthesis", 2)])
+async def test_without_handshake(
+    fake: FakeDashScope, silent_url: str, kind: str, released_within: float
+):
+    provider = provider_for(kind, fake, connect=0.5, websocket_url=silent_url)
+    error, elapsed = await failure(make_request(provider))
+    assert error.code == ErrorCode.CONNECT_FAILED
+    assert elapsed < 1.0
+    await check_sdk_threads_end(released_within)
 
 
 # --- the fake as a process ---------------------------------------------------------
