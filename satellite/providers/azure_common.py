@@ -22,6 +22,9 @@ def deadlines(config: AzureConfig) -> Deadlines:
     )
 
 
+_POLLING_INTERVAL_MS = "1"
+
+
 def speech_config(
     config: AzureConfig, credentials: Credentials, endpoint_path: str | None = None
 ) -> speechsdk.SpeechConfig:
@@ -30,6 +33,17 @@ def speech_config(
     ``endpoint_path`` pins the websocket path (e.g. an interactive recognition endpoint),
     which the SDK otherwise derives from the recognition mode.
     """
+    config = _endpoint_config(config, credentials, endpoint_path)
+    # The SDK services its connection every 10 ms by default, which adds up to ~20 ms to
+    # every result (end of audio out, results in). 1 ms costs no measurable idle CPU.
+    for interval in ("SPEECH-USPPollingInterval", "SPEECH-USPRunPollingInterval"):
+        config.set_property_by_name(interval, _POLLING_INTERVAL_MS)
+    return config
+
+
+def _endpoint_config(
+    config: AzureConfig, credentials: Credentials, endpoint_path: str | None
+) -> speechsdk.SpeechConfig:
     if config.host:
         key = credentials.key or None  # a container may need no key
         if endpoint_path:
