@@ -6,10 +6,10 @@ import asyncio
 
 import azure.cognitiveservices.speech as speechsdk
 
+from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import AzureConfig
 from .azure_common import Cancellation, SdkEvent, deadlines, speech_config
 from .base import AsrProvider, AsrSession, CallClock, Credentials, ErrorCode, ProviderError
-from .bridge import CallbackQueue, run_blocking, run_blocking_detached
 from .text import join_phrases
 
 _WHAT = "Azure ASR"

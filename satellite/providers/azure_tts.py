@@ -10,6 +10,7 @@ from xml.sax.saxutils import escape, quoteattr
 import azure.cognitiveservices.speech as speechsdk
 
 from ..audio.pcm import AudioFormat
+from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import AzureConfig, AzureTts
 from .azure_common import Cancellation, SdkEvent, deadlines, speech_config
 from .base import (
@@ -22,7 +23,6 @@ from .base import (
     TtsProvider,
     Voice,
 )
-from .bridge import CallbackQueue, run_blocking, run_blocking_detached
 
 _WHAT = "Azure TTS"
 _FORMATS = {

@@ -16,9 +16,9 @@ from dashscope.audio.asr import Recognition, RecognitionCallback, RecognitionRes
 from dashscope.common.constants import WEBSOCKET_ERROR_CODE
 from dashscope.common.error import InvalidParameter
 
+from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import DashScopeConfig
 from .base import AsrProvider, AsrSession, CallClock, Credentials, ProviderError
-from .bridge import CallbackQueue, run_blocking, run_blocking_detached
 from .dashscope_common import Failures, SdkCalls, deadlines_of
 from .text import join_phrases
 

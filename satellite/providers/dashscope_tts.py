@@ -20,6 +20,7 @@ from dashscope.audio.tts_v2 import ResultCallback, SpeechSynthesizer
 from dashscope.common.error import RequestFailure
 
 from ..audio.pcm import AudioFormat
+from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import DashScopeConfig
 from .base import (
     CallClock,
@@ -30,7 +31,6 @@ from .base import (
     TtsProvider,
     Voice,
 )
-from .bridge import CallbackQueue, run_blocking, run_blocking_detached
 from .dashscope_common import Failures, SdkCalls, api_key_global, deadlines_of
 
 # How long a cancelled synthesis waits for the server to confirm before the socket is closed.

@@ -1,4 +1,4 @@
-"""The one place where SDK threads meet the asyncio event loop.
+"""The one place where threads (SDK callbacks, blocking device and SDK calls) meet asyncio.
 
 SDK callbacks run on the SDKs' own threads: they hand results to the loop through a
 ``CallbackQueue``. Blocking SDK calls (connect, stop, ``.get()``) run in a dedicated
