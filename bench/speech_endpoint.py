@@ -32,7 +32,7 @@ def config_for(asr: str, tts: str, dashscope: FakeDashScope, azure: FakeAzure) -
     voice = "longxiaochun_v2" if tts == "dashscope" else "en-US-JennyNeural"
     return f"""
 speech:
-  uri: SPEECH_URI
+  uri: LISTEN_URI
   asr: {{provider: {asr}, language: {"zh" if asr == "dashscope" else "en-US"}}}
   tts: {{provider: {tts}, voice: {voice}}}
 providers:

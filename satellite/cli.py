@@ -98,6 +98,13 @@ def _check_config(args: argparse.Namespace) -> int:
             f"  speech endpoint {config.speech.uri}: ASR {config.speech.asr.provider}, "
             f"TTS {config.speech.tts.provider}"
         )
+    if config.satellite.enabled:
+        satellite = config.satellite
+        speaker = satellite.speaker.backend if satellite.speaker else "none"
+        print(
+            f"  satellite {satellite.uri}: mic {satellite.mic.backend}, speaker {speaker}, "
+            f"start stage {satellite.start_stage}"
+        )
     for warning in _missing_secrets(loaded):
         print(f"  warning: {warning}")
     return 0

@@ -180,6 +180,7 @@ class TtsRole(Model):
 class SpeechConfig(Model):
     enabled: bool = True
     uri: str = "tcp://0.0.0.0:10300"
+    name: str | None = None  # zeroconf name; default: "<host name> speech"
     asr: AsrRole = AsrRole()
     tts: TtsRole = TtsRole()
 
@@ -204,9 +205,98 @@ class SpeechConfig(Model):
         return self
 
 
+# --- Satellite ---------------------------------------------------------------
+
+SampleWidth = Literal[1, 2, 4]
+Volume = Annotated[float, Field(ge=0.0, le=10.0)]
+
+
+class MicConfig(Model):
+    """Where the satellite's audio comes from; converted to 16 kHz mono s16 for VAD and HA."""
+
+    backend: Literal["pyaudio", "command", "file"] = "pyaudio"
+    device: str | int | None = None  # pyaudio: name (or part of it) or index; None: default
+    command: str | None = None  # e.g. "arecord -q -r 16000 -c 1 -f S16_LE -t raw"
+    file: Path | None = None  # WAV or headerless PCM (in rate/width/channels below)
+    rate: Annotated[int, Field(ge=8000, le=192000)] = 16000
+    width: SampleWidth = 2
+    channels: Annotated[int, Field(ge=1, le=32)] = 1
+    channel: Annotated[int, Field(ge=0)] | None = None  # use only this channel; None: mix
+    volume: Volume = 1.0  # multiplier, clipped
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> MicConfig:
+        if self.backend == "command" and not self.command:
+            raise ValueError("backend 'command' needs 'command', e.g. arecord -q -r 16000 ...")
+        if self.backend == "file" and self.file is None:
+            raise ValueError("backend 'file' needs 'file', the path of a WAV or raw file")
+        if self.channel is not None and self.channel >= self.channels:
+            raise ValueError(f"channel {self.channel} does not exist in {self.channels} channels")
+        return self
+
+
+class SpeakerConfig(Model):
+    """Where HA's TTS audio and the satellite's sounds are played."""
+
+    backend: Literal["pyaudio", "command", "file"] = "pyaudio"
+    device: str | int | None = None
+    # Placeholders {rate}, {width}, {channels} are filled from each sound's format,
+    # e.g. "aplay -q -r {rate} -c {channels} -f S16_LE -t raw".
+    command: str | None = None
+    file: Path | None = None  # a sink that receives every sound (raw PCM appended)
+    volume: Volume = 1.0
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> SpeakerConfig:
+        if self.backend == "command" and not self.command:
+            raise ValueError("backend 'command' needs 'command', e.g. aplay -q -r {rate} ...")
+        if self.backend == "file" and self.file is None:
+            raise ValueError("backend 'file' needs 'file', the path the audio is written to")
+        return self
+
+
+class VadConfig(Model):
+    """When voiced audio opens a pipeline run, and when silence ends it."""
+
+    aggressiveness: Annotated[int, Field(ge=0, le=3)] = 2  # 3 filters out the most non-speech
+    frame_ms: Literal[10, 20, 30] = 30
+    preroll_ms: Annotated[int, Field(ge=0, le=5000)] = 300  # audio kept from before speech
+    hangover_ms: Annotated[int, Field(ge=0, le=10000)] = 800  # silence that ends speech
+    min_speech_ms: Annotated[int, Field(ge=0, le=5000)] = 150  # voiced audio that opens a run
+    max_speech_s: Annotated[float, Field(gt=0, le=300)] = 15.0  # a run never streams longer
+
+
+class SoundsConfig(Model):
+    """Optional WAV files played by the satellite."""
+
+    awake: Path | None = None  # when a pipeline run opens (or HA detects the wake word)
+    done: Path | None = None  # when HA has the transcript
+    timer_finished: Path | None = None
+
+
+class SatelliteConfig(Model):
+    enabled: bool = False
+    uri: str = "tcp://0.0.0.0:10700"
+    name: str | None = None  # shown in HA and zeroconf name; default: "<host name> satellite"
+    area: str | None = None  # suggested area in HA, e.g. "Kitchen"
+    start_stage: Literal["wake", "asr"] = "wake"  # wake: HA's wake-word engine listens first
+    mic: MicConfig = MicConfig()
+    speaker: SpeakerConfig | None = SpeakerConfig()  # null: no speaker (pipeline ends at handle)
+    vad: VadConfig = VadConfig()
+    sounds: SoundsConfig = SoundsConfig()
+    mute_tail_ms: Annotated[int, Field(ge=0, le=5000)] = 300  # mic stays gated after playback
+    # Commands run on HA events, by event type: {"transcript": "logger -t satellite heard"}.
+    # The event's data is passed as JSON on stdin.
+    events: dict[str, str] = Field(default_factory=dict)
+
+    _uri = field_validator("uri")(_check_server_uri)
+
+
 class Config(Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    zeroconf: bool = True  # advertise both servers as _wyoming._tcp.local.
     speech: SpeechConfig = SpeechConfig()
+    satellite: SatelliteConfig = SatelliteConfig()
     providers: Providers = Providers()
 
 

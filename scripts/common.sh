@@ -25,4 +25,10 @@ ensure_venv() {
     .venv/bin/python -m pip install -q -e "$spec"
 }
 
-RUNTIME_PACKAGES=(python3 python3-venv python3-pip ca-certificates libssl3 libasound2)
+# PyAudio builds against PortAudio; the Azure SDK needs OpenSSL and ALSA's library.
+RUNTIME_PACKAGES=(
+    python3 python3-venv python3-pip python3-dev gcc ca-certificates libssl3 libasound2
+    portaudio19-dev libportaudio2 alsa-utils
+)
+# Tests also make speech fixtures (espeak-ng, sox) and pace audio commands (pv).
+TEST_PACKAGES=(espeak-ng sox pv)

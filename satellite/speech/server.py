@@ -9,7 +9,6 @@ ends with ``synthesize-stopped``, even after a failure.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -18,10 +17,8 @@ from typing import TypeVar
 
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
-from wyoming.error import Error
-from wyoming.event import Event, async_read_event
+from wyoming.event import Event
 from wyoming.info import Describe
-from wyoming.server import AsyncEventHandler
 from wyoming.tts import (
     Synthesize,
     SynthesizeChunk,
@@ -33,13 +30,10 @@ from wyoming.tts import (
 
 from ..audio.pcm import AudioFormat, PcmConverter
 from ..providers.base import AsrProvider, ErrorCode, ProviderError, SynthesisOptions, TtsProvider
+from ..wyoming_handler import BadRequest, GuardedHandler, audio_format_of
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class BadRequest(Exception):
-    """The client sent an event we cannot act on."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +46,7 @@ class SpeechService:
 
 
 def _audio_format(data: dict) -> AudioFormat:
-    try:
-        fmt = AudioFormat(
-            rate=int(data["rate"]), width=int(data["width"]), channels=int(data["channels"])
-        )
-    except (KeyError, TypeError, ValueError):
-        raise BadRequest("audio event needs integer rate, width and channels") from None
-    return fmt
+    return AudioFormat(*audio_format_of(data))
 
 
 def _text_field(data: dict, key: str) -> str:
@@ -101,7 +89,7 @@ class _Utterance:
         self.task: asyncio.Task[None] | None = None
 
 
-class SpeechHandler(AsyncEventHandler):
+class SpeechHandler(GuardedHandler):
     """Serves one Wyoming client: describe, transcribe, synthesize (plain and streaming)."""
 
     def __init__(
@@ -112,47 +100,13 @@ class SpeechHandler(AsyncEventHandler):
     ) -> None:
         super().__init__(reader, writer)
         self.service = service
-        self.peer = writer.get_extra_info("peername")
         self._language: str | None = None
         self._utterance: _Utterance | None = None
         self._tts_stream: _TextStream | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._tts_tail: asyncio.Task[None] | None = None
 
-    async def run(self) -> None:
-        """Read events until the client leaves; malformed framing gets an error, then a close."""
-        try:
-            while True:
-                try:
-                    event = await async_read_event(self.reader)
-                except (KeyError, TypeError, AttributeError, asyncio.IncompleteReadError) as exc:
-                    await self._reject_stream(f"malformed event ({type(exc).__name__})")
-                    break
-                if event is None:
-                    if not self.reader.at_eof():
-                        await self._reject_stream("malformed event header (not a JSON line)")
-                    break
-                if not await self.handle_event(event):
-                    break
-        except ConnectionError:
-            pass
-        finally:
-            await self.disconnect()
-            self.writer.close()
-
-    async def _reject_stream(self, text: str) -> None:
-        _LOGGER.warning("client %s: %s; closing the connection", self.peer, text)
-        await self._send_error(ErrorCode.BAD_REQUEST, text)
-
-    async def handle_event(self, event: Event) -> bool:
-        try:
-            await self._dispatch(event)
-        except BadRequest as exc:
-            _LOGGER.warning("client %s: bad %s event: %s", self.peer, event.type, exc)
-            await self._send_error(ErrorCode.BAD_REQUEST, f"bad {event.type} event: {exc}")
-        return True
-
-    async def _dispatch(self, event: Event) -> None:
+    async def dispatch(self, event: Event) -> None:
         if Describe.is_type(event.type):
             await self.write_event(self.service.info)
         elif Transcribe.is_type(event.type):
@@ -311,17 +265,13 @@ class SpeechHandler(AsyncEventHandler):
             return await work
         except ProviderError as exc:
             _LOGGER.warning("%s %s failed [%s]: %s", role, provider, exc.code, exc.message)
-            await self._send_error(exc.code, f"{role} {provider}: {exc.message}")
+            await self.send_error(exc.code, f"{role} {provider}: {exc.message}")
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception:
             _LOGGER.exception("%s %s: unexpected failure", role, provider)
-            await self._send_error(ErrorCode.INTERNAL, f"{role} {provider}: internal error")
+            await self.send_error(ErrorCode.INTERNAL, f"{role} {provider}: internal error")
         return None
-
-    async def _send_error(self, code: ErrorCode, text: str) -> None:
-        with contextlib.suppress(ConnectionError):
-            await self.write_event(Error(text=text, code=code.value).event())
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)

@@ -35,8 +35,10 @@ class Daemon:
     def __init__(self, workdir: Path, config_text: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.config_path = workdir / "config.yaml"
+        if "zeroconf:" not in config_text:  # keep multicast off the machine's interfaces
+            config_text = "zeroconf: false\n" + config_text
         self.config_path.write_text(
-            config_text.replace("SPEECH_URI", f"tcp://127.0.0.1:{self.port}"), encoding="utf-8"
+            config_text.replace("LISTEN_URI", f"tcp://127.0.0.1:{self.port}"), encoding="utf-8"
         )
         self.log_path = workdir / "daemon.log"
         environment = {

@@ -14,7 +14,7 @@ from tests.wyoming_client import connect, read, send_utterance
 async def test_no_config_no_key_still_starts_and_errors_name_the_variable(tmp_path):
     daemon = Daemon(
         tmp_path,
-        "speech: {uri: SPEECH_URI}\n",
+        "speech: {uri: LISTEN_URI}\n",
         env={"DASHSCOPE_API_KEY": None, "VOICE_SATELLITE_CONFIG": None},
     )
     try:
@@ -36,7 +36,7 @@ async def test_no_config_no_key_still_starts_and_errors_name_the_variable(tmp_pa
 async def test_refused_provider_fails_fast(tmp_path):
     closed = free_port()
     config = f"""
-speech: {{uri: SPEECH_URI, asr: {{provider: dashscope}}, tts: {{provider: azure}}}}
+speech: {{uri: LISTEN_URI, asr: {{provider: dashscope}}, tts: {{provider: azure}}}}
 providers:
   dashscope: {{websocket_url: "ws://127.0.0.1:{closed}/api-ws/v1/inference"}}
   azure: {{host: "ws://127.0.0.1:{closed}"}}
@@ -55,7 +55,7 @@ providers:
 
 
 async def test_sigint_stops_cleanly_and_logs_where_it_listens(tmp_path):
-    daemon = Daemon(tmp_path, "speech: {uri: SPEECH_URI}\n")
+    daemon = Daemon(tmp_path, "speech: {uri: LISTEN_URI}\n")
     daemon.wait_listening()
     client = await connect(daemon.port)
     await client.write_event(Describe().event())

@@ -49,7 +49,7 @@ class Setup:
 def dashscope_config(fake: FakeDashScope) -> str:
     return f"""
 speech:
-  uri: SPEECH_URI
+  uri: LISTEN_URI
   asr: {{provider: dashscope, language: zh}}
   tts: {{provider: dashscope, voice: longxiaochun_v2}}
 providers:
@@ -64,7 +64,7 @@ providers:
 def azure_config(fake: FakeAzure) -> str:
     return f"""
 speech:
-  uri: SPEECH_URI
+  uri: LISTEN_URI
   asr: {{provider: azure, language: en-US}}
   tts: {{provider: azure, voice: en-US-JennyNeural}}
 providers:

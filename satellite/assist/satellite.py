@@ -1,0 +1,351 @@
+"""The satellite role: mic -> VAD gate -> Home Assistant, and HA's audio -> speaker.
+
+HA connects to the satellite (it is the TCP client). Only the newest connection is served.
+Voiced audio opens a pipeline run (``run-pipeline`` then ``audio-chunk``s, the pre-roll
+first); the run's audio ends with ``audio-stop`` when HA reports the transcript (or the end
+of speech), or when the gate's hangover expires. While anything plays, the mic is gated so
+the satellite never hears itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.event import Event
+from wyoming.info import Attribution, Describe, Info
+from wyoming.info import Satellite as SatelliteInfo
+from wyoming.ping import Ping, Pong
+from wyoming.pipeline import PipelineStage, RunPipeline
+from wyoming.satellite import PauseSatellite, RunSatellite
+from wyoming.snd import Played
+
+from .. import __version__
+from ..audio.mic import Mic
+from ..audio.pcm import SPEECH_FORMAT, AudioFormat
+from ..audio.speaker import Speaker, SpeakerError
+from ..audio.vad import GateEvent, VadGate
+from ..config import SatelliteConfig
+from ..wyoming_handler import GuardedHandler, audio_format_of
+
+_LOGGER = logging.getLogger(__name__)
+_ATTRIBUTION = Attribution(name="voice-satellite", url="https://github.com/voice-satellite")
+# Events HA sends during a run that are only worth a log line (and an optional hook).
+_LOGGED_EVENTS = {
+    "detection",
+    "transcribe",
+    "voice-started",
+    "synthesize",
+    "timer-started",
+    "timer-updated",
+    "timer-cancelled",
+}
+_END_OF_SPEECH_EVENTS = {"transcript", "voice-stopped", "error"}
+
+
+def satellite_info(config: SatelliteConfig, name: str) -> Info:
+    return Info(
+        satellite=SatelliteInfo(
+            name=name,
+            description=f"voice-satellite {name}",
+            attribution=_ATTRIBUTION,
+            installed=True,
+            version=__version__,
+            area=config.area,
+            has_vad=True,
+        )
+    )
+
+
+@dataclass
+class _Sound:
+    """One sound HA streams to the satellite (TTS answer or announcement)."""
+
+    format: AudioFormat
+    audio: asyncio.Queue[bytes | None]
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.audio.get()) is not None:
+            yield chunk
+
+
+class Satellite:
+    """State shared by every HA connection: the mic loop, the gate, playback and muting."""
+
+    def __init__(
+        self, config: SatelliteConfig, name: str, mic: Mic, speaker: Speaker | None
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.mic = mic
+        self.speaker = speaker
+        self.info = satellite_info(config, name).event()
+        self.gate = VadGate(config.vad)
+        self._connection: SatelliteHandler | None = None
+        self._streaming = False  # a pipeline run is receiving our audio
+        self._playing = 0  # sounds in progress
+        self._muted_until = 0.0  # monotonic time the mic stays gated until
+        self._playback_tail: asyncio.Task[None] | None = None
+        self._hooks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # --- connections -------------------------------------------------------------------
+
+    def handler(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> SatelliteHandler:
+        """A handler for a new HA connection (the server's handler factory)."""
+        return SatelliteHandler(reader, writer, self)
+
+    async def attach(self, handler: SatelliteHandler) -> None:
+        """The newest HA connection wins: the previous one is closed."""
+        previous, self._connection = self._connection, handler
+        if previous is not None:
+            _LOGGER.info("new HA connection from %s replaces %s", handler.peer, previous.peer)
+            self._streaming = False
+            await previous.stop()
+
+    def detach(self, handler: SatelliteHandler) -> None:
+        if self._connection is handler:
+            self._connection = None
+            self._streaming = False
+            self.gate.reset()
+            _LOGGER.info("HA disconnected (%s)", handler.peer)
+
+    def _active(self) -> SatelliteHandler | None:
+        connection = self._connection
+        return connection if connection is not None and connection.running else None
+
+    # --- mic -> HA ---------------------------------------------------------------------
+
+    async def run_mic(self) -> None:
+        """Feed the mic through the gate until closed; a bug here is logged, not fatal."""
+        while not self._closed:
+            try:
+                await self._gate_mic()
+            except Exception:
+                _LOGGER.exception("the mic loop failed; restarting it")
+                await asyncio.sleep(1.0)
+
+    async def _gate_mic(self) -> None:
+        async for chunk in self.mic.chunks():
+            connection = self._active()
+            if connection is None or self._mic_gated():
+                if self.gate.active or self._streaming:
+                    await self.end_run(connection, "the mic was gated")
+                self.gate.reset()
+                continue
+            for event in self.gate.process(chunk):
+                await self._forward(connection, event)
+
+    def _mic_gated(self) -> bool:
+        return self._playing > 0 or time.monotonic() < self._muted_until
+
+    async def _forward(self, connection: SatelliteHandler, event: GateEvent) -> None:
+        if event.kind == "start":
+            self._streaming = True
+            end_stage = PipelineStage.TTS if self.speaker is not None else PipelineStage.HANDLE
+            _LOGGER.info("speech detected: starting a pipeline run (%s)", self.config.start_stage)
+            await connection.send(
+                RunPipeline(
+                    start_stage=PipelineStage(self.config.start_stage),
+                    end_stage=end_stage,
+                    restart_on_end=False,
+                ).event()
+            )
+        if event.audio and self._streaming:
+            chunk = AudioChunk(
+                rate=SPEECH_FORMAT.rate,
+                width=SPEECH_FORMAT.width,
+                channels=SPEECH_FORMAT.channels,
+                audio=event.audio,
+            )
+            await connection.send(chunk.event())
+        if event.kind == "end":
+            await self.end_run(connection, f"end of speech ({event.reason})")
+
+    async def end_run(self, connection: SatelliteHandler | None, why: str) -> None:
+        """Stop streaming the current run's audio (``audio-stop``) and re-arm the gate."""
+        was_streaming, self._streaming = self._streaming, False
+        self.gate.reset()
+        if was_streaming and connection is not None:
+            _LOGGER.info("audio for the pipeline run ended: %s", why)
+            await connection.send(AudioStop().event())
+
+    # --- HA -> satellite ------------------------------------------------------------------
+
+    async def on_ha_event(self, connection: SatelliteHandler, event: Event) -> None:
+        """Events HA sends while the satellite is running."""
+        self.run_hook(event)
+        if event.type in _END_OF_SPEECH_EVENTS:
+            # HA's errors include everyday ones (no wake word, nothing recognized).
+            _LOGGER.info("HA: %s %s", event.type, event.data)
+            await self.end_run(connection, event.type)
+            if event.type == "transcript" and self.config.sounds.done is not None:
+                self.play_file(self.config.sounds.done)
+        elif event.type == "detection":
+            _LOGGER.info("HA detected the wake word %s", event.data.get("name"))
+            if self.config.sounds.awake is not None:
+                self.play_file(self.config.sounds.awake, gate_mic=False)
+        elif event.type == "timer-finished":
+            _LOGGER.info("timer finished: %s", event.data.get("id"))
+            if self.config.sounds.timer_finished is not None:
+                self.play_file(self.config.sounds.timer_finished)
+        elif event.type in _LOGGED_EVENTS:
+            _LOGGER.info("HA: %s %s", event.type, event.data)
+
+    def start_sound(self, connection: SatelliteHandler, fmt: AudioFormat) -> _Sound:
+        """HA began streaming audio to play; ``played`` is sent when it has finished."""
+        sound = _Sound(format=fmt, audio=asyncio.Queue())
+        self._play_in_order(self._play_sound(connection, sound))
+        return sound
+
+    async def _play_sound(self, connection: SatelliteHandler, sound: _Sound) -> None:
+        if self.speaker is None:
+            async for _ in sound.chunks():  # nothing to play it on: just let it pass
+                pass
+        else:
+            await self._play(self.speaker.play(sound.format, sound.chunks()))
+        if connection.running:
+            await connection.send(Played().event())
+
+    def play_file(self, path: Path, gate_mic: bool = True) -> None:
+        if self.speaker is not None:
+            self._play_in_order(self._play(self.speaker.play_file(path), gate_mic))
+
+    def _play_in_order(self, work: Coroutine[Any, Any, None]) -> None:
+        """Sounds play one after another, in the order they came."""
+        previous = self._playback_tail
+
+        async def after_previous() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            await work
+
+        self._playback_tail = asyncio.ensure_future(after_previous())
+
+    async def _play(self, playing: Awaitable[None], gate_mic: bool = True) -> None:
+        """Play with the mic gated (plus the configured tail); a failure is only logged."""
+        self._playing += gate_mic
+        try:
+            await playing
+        except SpeakerError as exc:
+            _LOGGER.warning("speaker failed: %s", exc)
+        finally:
+            self._playing -= gate_mic
+            if gate_mic:
+                tail = self.config.mute_tail_ms / 1000
+                self._muted_until = max(self._muted_until, time.monotonic() + tail)
+
+    # --- hooks ---------------------------------------------------------------------------
+
+    def run_hook(self, event: Event) -> None:
+        """Run the command configured for this event type, with its data as JSON on stdin."""
+        command = self.config.events.get(event.type)
+        if command:
+            task = asyncio.ensure_future(_run_command(command, event))
+            self._hooks.add(task)
+            task.add_done_callback(self._hooks.discard)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in [*self._hooks, self._playback_tail]:
+            if task is not None:
+                task.cancel()
+        await self.mic.close()
+        if self.speaker is not None:
+            await self.speaker.close()
+
+
+async def _run_command(command: str, event: Event, timeout: float = 30.0) -> None:
+    try:
+        process = await asyncio.create_subprocess_shell(
+            command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
+        )
+        data = json.dumps(event.data, ensure_ascii=False).encode()
+        async with asyncio.timeout(timeout):
+            await process.communicate(data)
+    except TimeoutError:
+        _LOGGER.warning("event command for %s ran over %g s; stopped", event.type, timeout)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    except OSError as exc:
+        _LOGGER.warning("event command for %s failed: %s", event.type, exc)
+    else:
+        if process.returncode:
+            _LOGGER.warning("event command for %s exited with %s", event.type, process.returncode)
+
+
+class SatelliteHandler(GuardedHandler):
+    """One HA connection to the satellite."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        satellite: Satellite,
+    ) -> None:
+        super().__init__(reader, writer)
+        self.satellite = satellite
+        self.running = False  # run-satellite received, not paused
+        self._attached = False
+        self._sound: _Sound | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def send(self, event: Event) -> None:
+        """Write to HA; a broken connection only ends this connection."""
+        try:
+            async with self._write_lock:
+                await self.write_event(event)
+        except ConnectionError as exc:
+            _LOGGER.info("cannot reach HA (%s): %s", self.peer, exc)
+            self.running = False
+
+    async def dispatch(self, event: Event) -> None:
+        if not self._attached:
+            self._attached = True
+            await self.satellite.attach(self)
+        if Describe.is_type(event.type):
+            await self.send(self.satellite.info)
+        elif Ping.is_type(event.type):
+            await self.send(Pong(text=Ping.from_event(event).text).event())
+        elif RunSatellite.is_type(event.type):
+            if not self.running:
+                _LOGGER.info("HA (%s) started the satellite", self.peer)
+            self.running = True
+        elif PauseSatellite.is_type(event.type):
+            _LOGGER.info("HA (%s) paused the satellite", self.peer)
+            self.running = False
+            await self.satellite.end_run(self, "paused")
+        elif AudioStart.is_type(event.type):
+            self._end_sound()
+            fmt = AudioFormat(*audio_format_of(event.data))
+            self._sound = self.satellite.start_sound(self, fmt)
+        elif AudioChunk.is_type(event.type):
+            if self._sound is None:  # audio without audio-start: take its format
+                fmt = AudioFormat(*audio_format_of(event.data))
+                self._sound = self.satellite.start_sound(self, fmt)
+            if event.payload:
+                self._sound.audio.put_nowait(event.payload)
+        elif AudioStop.is_type(event.type):
+            self._end_sound()
+        else:
+            await self.satellite.on_ha_event(self, event)
+
+    def _end_sound(self) -> None:
+        if self._sound is not None:
+            self._sound.audio.put_nowait(None)
+            self._sound = None
+
+    async def disconnect(self) -> None:
+        self.running = False
+        self._end_sound()  # what arrived still plays; ``played`` is not sent to a closed socket
+        self.satellite.detach(self)
