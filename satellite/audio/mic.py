@@ -1,17 +1,10 @@
-"""The microphone: any configured source as a paced stream of 16 kHz mono s16le chunks.
-
-Also home of the device plumbing the speaker shares: PyAudio devices, shell commands,
-volume and backend descriptions.
-"""
+"""The microphone: any configured source as a paced stream of 16 kHz mono s16le chunks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import threading
 import time
 import wave
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -19,10 +12,10 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-import pyaudio
 
 from ..bridge import run_blocking
-from ..config import MicConfig, SpeakerConfig
+from ..config import MicConfig
+from .device import STOP_SECONDS, PyAudioDevice, ShellCommand, apply_volume, describe_backend
 from .pcm import SPEECH_FORMAT, AudioFormat, PcmConverter
 
 _LOGGER = logging.getLogger(__name__)
@@ -32,195 +25,10 @@ _RETRY_FIRST_SECONDS = 0.5
 _RETRY_MAX_SECONDS = 10.0
 _READ_TIMEOUT_SECONDS = 5.0  # a source silent this long has failed (a mic never pauses)
 _AHEAD_CHUNKS = 2  # how far delivered audio may run ahead of the wall clock
-_STUCK_SECONDS = 2.0  # how long a device call left running may keep the device busy
-_STOP_SECONDS = 2.0  # a command gets this long to exit after SIGTERM, then SIGKILL
-
-# PortAudio's global state (device lists, host APIs) is not safe to use from several threads
-# at once; the mic and the speaker open and close from different pool threads.
-_PORTAUDIO_LOCK = threading.Lock()
-# Explicit: pyaudio.get_format_from_width maps 4 bytes to float32, not int32.
-_PA_FORMATS = {1: pyaudio.paUInt8, 2: pyaudio.paInt16, 4: pyaudio.paInt32}
 
 
 class MicError(Exception):
     """The microphone cannot deliver audio (logged and retried by ``Mic.chunks``)."""
-
-
-# --- Shared with the speaker ---------------------------------------------------------
-
-
-def describe_backend(config: MicConfig | SpeakerConfig) -> str:
-    if config.backend == "command":
-        return f"command {config.command!r}"
-    if config.backend == "file":
-        return f"file {config.file}"
-    return (
-        "default pyaudio device" if config.device is None else f"pyaudio device {config.device!r}"
-    )
-
-
-def apply_volume(data: bytes, width: int, volume: float) -> bytes:
-    """Whole samples of ``width`` bytes scaled by ``volume``, clipped to the sample range."""
-    if volume == 1.0 or not data:
-        return data
-    dtype = np.dtype(np.uint8) if width == 1 else np.dtype(f"<i{width}")
-    offset = 128 if width == 1 else 0  # 8-bit PCM is unsigned
-    peak = 2 ** (8 * width - 1)
-    samples = np.frombuffer(data, dtype).astype(np.float64) - offset
-    scaled = np.clip(np.round(samples * volume), -peak, peak - 1) + offset
-    return scaled.astype(dtype).tobytes()
-
-
-def _device_index(pa: pyaudio.PyAudio, wanted: str | int | None, is_input: bool) -> int | None:
-    """The index of the configured device: None (default), an index, or part of a name."""
-    if wanted is None:
-        return None
-    key = "maxInputChannels" if is_input else "maxOutputChannels"
-    devices = [pa.get_device_info_by_index(i) for i in range(pa.get_device_count())]
-    usable = [d for d in devices if int(d[key]) > 0]
-    for device in usable:
-        if wanted == device["index"] or (
-            isinstance(wanted, str) and wanted.lower() in str(device["name"]).lower()
-        ):
-            return int(device["index"])
-    kind = "input" if is_input else "output"
-    names = ", ".join(repr(d["name"]) for d in usable) or "none"
-    raise LookupError(f"no {kind} device {wanted!r}; {kind} devices: {names}")
-
-
-class PyAudioDevice:
-    """A PyAudio input or output device with at most one open stream.
-
-    Blocking calls run through ``run_blocking``, one at a time. PortAudio must not close a
-    stream (or terminate) while another thread reads or writes it, so a call whose caller
-    stopped waiting (cancelled, timed out) keeps the device busy until it returns.
-    ``terminate()`` drops the PyAudio instance: the next ``open()`` creates a new one, which
-    sees devices plugged in since.
-    """
-
-    def __init__(self, device: str | int | None, *, is_input: bool) -> None:
-        self._device = device
-        self._is_input = is_input
-        self._pa: pyaudio.PyAudio | None = None
-        self._stream: pyaudio.PyAudio.Stream | None = None
-        self._lock = asyncio.Lock()
-        self._running: asyncio.Future[Any] | None = None
-
-    async def open(self, fmt: AudioFormat, frames_per_buffer: int | None = None) -> None:
-        await self._call(self._open, fmt, frames_per_buffer)
-
-    async def read(self, frames: int) -> bytes:
-        return await self._call(lambda: self._live().read(frames, exception_on_overflow=False))
-
-    async def write(self, data: bytes) -> None:
-        await self._call(lambda: self._live().write(data))
-
-    async def drain(self) -> None:
-        """Wait until the written audio has played (``stop_stream``), then close the stream."""
-        await self._call(self._drain)
-
-    async def terminate(self) -> None:
-        """Close the stream and PyAudio; a device stuck in a call is abandoned, not awaited."""
-        try:
-            await self._call(self._terminate)
-        except TimeoutError:
-            _LOGGER.warning("audio device stuck in a call: abandoning it")
-            self._pa = self._stream = self._running = None
-
-    async def _call(self, func: Callable[..., T], *args: Any) -> T:
-        async with self._lock:
-            if self._running is not None and not self._running.done():
-                await asyncio.wait({self._running}, timeout=_STUCK_SECONDS)
-                if not self._running.done():
-                    raise TimeoutError("the audio device is stuck in a previous call")
-            self._running = asyncio.ensure_future(run_blocking(func, *args))
-            # Retrieved here too: the caller may have stopped waiting.
-            self._running.add_done_callback(lambda done: done.cancelled() or done.exception())
-            return await asyncio.shield(self._running)
-
-    def _live(self) -> pyaudio.PyAudio.Stream:
-        if self._stream is None:
-            raise OSError("the audio stream is closed")
-        return self._stream
-
-    def _open(self, fmt: AudioFormat, frames_per_buffer: int | None) -> None:
-        with _PORTAUDIO_LOCK:
-            if self._pa is None:
-                self._pa = pyaudio.PyAudio()
-            index = _device_index(self._pa, self._device, self._is_input)
-            self._stream = self._pa.open(
-                rate=fmt.rate,
-                channels=fmt.channels,
-                format=_PA_FORMATS[fmt.width],
-                input=self._is_input,
-                output=not self._is_input,
-                input_device_index=index if self._is_input else None,
-                output_device_index=None if self._is_input else index,
-                frames_per_buffer=frames_per_buffer or pyaudio.paFramesPerBufferUnspecified,
-            )
-
-    def _drain(self) -> None:
-        self._live().stop_stream()
-        with _PORTAUDIO_LOCK:
-            self._close_stream()
-
-    def _terminate(self) -> None:
-        with _PORTAUDIO_LOCK:
-            self._close_stream()
-            if self._pa is not None:
-                with contextlib.suppress(OSError):
-                    self._pa.terminate()
-                self._pa = None
-
-    def _close_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()  # discards what has not played yet
-
-
-class ShellCommand:
-    """A shell command in its own process group (stopping it stops its children too),
-    its stderr logged line by line."""
-
-    def __init__(self, process: asyncio.subprocess.Process, label: str) -> None:
-        self.process = process
-        self._label = label
-        self._logging = asyncio.ensure_future(self._log_stderr())
-
-    @classmethod
-    async def start(cls, command: str, label: str, *, feed: bool) -> ShellCommand:
-        """``feed``: we write its stdin (speaker); else we read its stdout (mic)."""
-        pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
-        process = await asyncio.create_subprocess_shell(
-            command,
-            stdin=pipe if feed else devnull,
-            stdout=devnull if feed else pipe,
-            stderr=pipe,
-            start_new_session=True,
-        )
-        return cls(process, label)
-
-    async def stop(self) -> None:
-        """Stop the process group: SIGTERM, then SIGKILL if it lingers."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.process.wait(), _STOP_SECONDS)
-                break
-        await asyncio.wait({self._logging}, timeout=_STOP_SECONDS)
-        self._logging.cancel()
-
-    async def _log_stderr(self) -> None:
-        assert self.process.stderr is not None
-        while data := await self.process.stderr.read(4096):
-            for line in data.decode(errors="replace").splitlines():
-                if line.strip():
-                    _LOGGER.warning("%s: %s", self._label, line.rstrip())
-
-
-# --- Sources ---------------------------------------------------------------------------
 
 
 class _Source(Protocol):
@@ -270,7 +78,7 @@ class _CommandSource:
         data = await self._command.process.stdout.read(frames * self.format.frame_bytes)
         if not data:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._command.process.wait(), _STOP_SECONDS)
+                await asyncio.wait_for(self._command.process.wait(), STOP_SECONDS)
             raise MicError(f"the command exited (code {self._command.process.returncode})")
         return data
 

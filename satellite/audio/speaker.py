@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, Protocol
 
 from ..bridge import run_blocking
 from ..config import SpeakerConfig
-from .mic import PyAudioDevice, ShellCommand, apply_volume, describe_backend
+from .device import PyAudioDevice, ShellCommand, apply_volume, describe_backend
 from .pcm import AudioFormat, validate_format
 
 _OPEN_SECONDS = 10.0  # PyAudio's first initialization probes every sound card
@@ -67,10 +67,16 @@ class _CommandSink:
         self._command = await ShellCommand.start(self._command_line, "speaker command", feed=True)
 
     async def write(self, data: bytes) -> None:
-        stdin = self._running().stdin
-        assert stdin is not None
-        stdin.write(data)
-        await stdin.drain()
+        process = self._running()
+        assert process.stdin is not None
+        try:
+            process.stdin.write(data)
+            await process.stdin.drain()
+        except OSError:  # the pipe broke: it exited, and its exit code tells why
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 1.0)
+            self._running()
+            raise
 
     async def finish(self) -> None:
         process = self._running()
