@@ -1,4 +1,4 @@
-"""Command line: ``voice-satellite run | check-config``."""
+"""Command line: ``voice-satellite run | check-config | devices | mic-test``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,23 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate the config; exit 1 on problems")
     _config_argument(check)
+
+    commands.add_parser("devices", help="list the audio devices PyAudio sees, with their indexes")
+
+    meter = commands.add_parser(
+        "mic-test", help="show a live level and VAD meter from the configured microphone"
+    )
+    _config_argument(meter)
+    meter.add_argument(
+        "--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)"
+    )
+    meter.add_argument(
+        "--aggressiveness",
+        type=int,
+        choices=range(4),
+        default=None,
+        help="try a VAD aggressiveness other than satellite.vad.aggressiveness",
+    )
     return parser
 
 
@@ -139,8 +156,56 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _devices(_: argparse.Namespace) -> int:
+    from .audio.device import list_devices
+
+    try:
+        devices = list_devices()
+    except OSError as exc:
+        print(f"cannot list audio devices: {exc}", file=sys.stderr)
+        return 1
+    print("index  in  out  rate    name")
+    for device in devices:
+        print(
+            f"{device.index:5}  {device.inputs:2}  {device.outputs:3}  {device.default_rate:6}  "
+            f"{device.name}"
+        )
+    if not devices:
+        print("no audio devices found", file=sys.stderr)
+        return 1
+    print(
+        "\nUse the index or (part of) the name as satellite.mic.device / satellite.speaker.device."
+    )
+    return 0
+
+
+def _mic_test(args: argparse.Namespace) -> int:
+    from .audio.meter import run_meter
+
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return 1
+    _setup_logging("warning")
+    satellite = loaded.config.satellite
+    vad = satellite.vad
+    if args.aggressiveness is not None:
+        vad = vad.model_copy(update={"aggressiveness": args.aggressiveness})
+    print(f"mic: {satellite.mic.backend}; VAD aggressiveness {vad.aggressiveness}; Ctrl-C stops")
+    try:
+        asyncio.run(run_meter(satellite.mic, vad, args.seconds))
+    except KeyboardInterrupt:
+        print()
+    return 0
+
+
+_COMMANDS = {
+    "run": _run,
+    "check-config": _check_config,
+    "devices": _devices,
+    "mic-test": _mic_test,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "check-config":
-        return _check_config(args)
-    return _run(args)
+    return _COMMANDS[args.command](args)

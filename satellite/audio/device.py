@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -53,20 +54,51 @@ def apply_volume(data: bytes, width: int, volume: float) -> bytes:
     return scaled.astype(dtype).tobytes()
 
 
+@dataclass(frozen=True)
+class DeviceInfo:
+    index: int
+    name: str
+    inputs: int  # input channels (0: not a microphone)
+    outputs: int  # output channels (0: not a speaker)
+    default_rate: int
+
+
+def _devices(pa: pyaudio.PyAudio) -> list[DeviceInfo]:
+    infos = (pa.get_device_info_by_index(i) for i in range(pa.get_device_count()))
+    return [
+        DeviceInfo(
+            index=int(info["index"]),
+            name=str(info["name"]),
+            inputs=int(info["maxInputChannels"]),
+            outputs=int(info["maxOutputChannels"]),
+            default_rate=int(info["defaultSampleRate"]),
+        )
+        for info in infos
+    ]
+
+
+def list_devices() -> list[DeviceInfo]:
+    """Every PortAudio device (blocking; for the command line)."""
+    with _PORTAUDIO_LOCK:
+        pa = pyaudio.PyAudio()
+        try:
+            return _devices(pa)
+        finally:
+            pa.terminate()
+
+
 def _device_index(pa: pyaudio.PyAudio, wanted: str | int | None, is_input: bool) -> int | None:
     """The index of the configured device: None (default), an index, or part of a name."""
     if wanted is None:
         return None
-    key = "maxInputChannels" if is_input else "maxOutputChannels"
-    devices = [pa.get_device_info_by_index(i) for i in range(pa.get_device_count())]
-    usable = [d for d in devices if int(d[key]) > 0]
+    usable = [d for d in _devices(pa) if (d.inputs if is_input else d.outputs) > 0]
     for device in usable:
-        if wanted == device["index"] or (
-            isinstance(wanted, str) and wanted.lower() in str(device["name"]).lower()
+        if wanted == device.index or (
+            isinstance(wanted, str) and wanted.lower() in device.name.lower()
         ):
-            return int(device["index"])
+            return device.index
     kind = "input" if is_input else "output"
-    names = ", ".join(repr(d["name"]) for d in usable) or "none"
+    names = ", ".join(repr(d.name) for d in usable) or "none"
     raise LookupError(f"no {kind} device {wanted!r}; {kind} devices: {names}")
 
 

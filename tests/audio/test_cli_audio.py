@@ -1,0 +1,46 @@
+"""The audio commands a user runs while wiring a device: ``devices`` and ``mic-test``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.audio.alsa import use_file_alsa
+from tests.audio.speech import silence, speech_pcm, write_wav
+from tests.e2e.daemon import REPO
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "satellite", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )
+
+
+def test_devices_lists_indexes_and_names(tmp_path, monkeypatch):
+    use_file_alsa(tmp_path, monkeypatch)
+    result = run_cli("devices")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["index", "in", "out", "rate", "name"]
+    default = next(line for line in lines[1:] if line.rstrip().endswith("default"))
+    index, inputs, outputs = default.split()[:3]
+    assert index.isdigit() and int(inputs) > 0 and int(outputs) > 0
+
+
+def test_mic_test_shows_level_and_voice(tmp_path):
+    mic = tmp_path / "mic.wav"
+    write_wav(mic, silence(1.0) + speech_pcm("turn on the kitchen light") + silence(1.0))
+    config = tmp_path / "config.yaml"
+    config.write_text(f'satellite: {{mic: {{backend: file, file: "{mic}"}}}}\n')
+    result = run_cli("mic-test", "--config", str(config), "--seconds", "2.5")
+    assert result.returncode == 0, result.stderr
+    meters = [line for line in result.stdout.splitlines() if "dBFS" in line]
+    assert 20 <= len(meters) <= 30  # one line per 100 ms
+    assert "VOICE" not in meters[0] and meters[0].strip().startswith("-60.0")
+    assert any("VOICE" in line for line in meters[10:20])  # the speech, about 1 s in
