@@ -19,6 +19,7 @@ from wyoming.info import Describe, Info
 from wyoming.ping import Ping
 from wyoming.satellite import RunSatellite
 
+from tests.audio.alsa import use_file_alsa
 from tests.audio.speech import silence, speech_pcm, write_wav
 from tests.e2e.daemon import Daemon
 from tests.wyoming_client import connect, read
@@ -31,7 +32,11 @@ def file_mic(path: Path) -> str:
     return f'{{backend: file, file: "{path}"}}'
 
 
-def satellite_config(mic: str, sink: Path, hangover_ms: int = 600) -> str:
+def file_speaker(path: Path) -> str:
+    return f'{{backend: file, file: "{path}"}}'
+
+
+def satellite_config(mic: str, speaker: str, hangover_ms: int = 600) -> str:
     return f"""
 zeroconf: false
 speech: {{enabled: false}}
@@ -43,7 +48,7 @@ satellite:
   start_stage: asr
   mute_tail_ms: 200
   mic: {mic}
-  speaker: {{backend: file, file: "{sink}"}}
+  speaker: {speaker}
   vad: {{aggressiveness: 2, preroll_ms: {PREROLL_MS}, hangover_ms: {hangover_ms}}}
 """
 
@@ -87,12 +92,21 @@ def tone(seconds: float, rate: int = 22050) -> bytes:
     return bytes((i * 37) % 256 for i in range(int(seconds * rate) * 2))
 
 
-async def test_speech_opens_one_run_with_preroll_and_tts_is_played(tmp_path: Path):
+@pytest.mark.parametrize("backend", ["file", "pyaudio"])
+async def test_speech_opens_one_run_with_preroll_and_tts_is_played(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+):
     spoken = speech_pcm("turn on the kitchen light", 0.0, 0.0)
     mic_pcm = silence(LEAD_SILENCE_S) + spoken + silence(20)
-    write_wav(tmp_path / "mic.wav", mic_pcm)
-    sink = tmp_path / "speaker.raw"
-    daemon = Daemon(tmp_path, satellite_config(file_mic(tmp_path / "mic.wav"), sink))
+    if backend == "file":
+        write_wav(tmp_path / "mic.wav", mic_pcm)
+        sink = tmp_path / "speaker.raw"
+        config = satellite_config(file_mic(tmp_path / "mic.wav"), file_speaker(sink))
+    else:  # real PyAudio -> PortAudio -> ALSA, through a file-backed ALSA device
+        alsa = use_file_alsa(tmp_path, monkeypatch, mic_pcm)
+        sink = alsa.sink
+        config = satellite_config("{backend: pyaudio}", "{backend: pyaudio}")
+    daemon = Daemon(tmp_path, config)
     try:
         client = await start_ha(daemon)
         await client.write_event(Describe().event())
@@ -130,7 +144,9 @@ async def test_mic_is_gated_while_the_speaker_plays(tmp_path: Path):
     daemon = Daemon(
         tmp_path,
         satellite_config(
-            f'{{backend: file, file: "{tmp_path}/mic.wav"}}', tmp_path / "spk.raw", 500
+            f'{{backend: file, file: "{tmp_path}/mic.wav"}}',
+            file_speaker(tmp_path / "spk.raw"),
+            500,
         ),
     )
     try:
@@ -149,7 +165,7 @@ async def test_ping_describe_and_newest_connection_wins(tmp_path: Path):
     write_wav(tmp_path / "mic.wav", silence(1))
     daemon = Daemon(
         tmp_path,
-        satellite_config(file_mic(tmp_path / "mic.wav"), tmp_path / "spk.raw"),
+        satellite_config(file_mic(tmp_path / "mic.wav"), file_speaker(tmp_path / "spk.raw")),
     )
     try:
         first = await start_ha(daemon)
@@ -179,7 +195,7 @@ async def test_vanished_mic_recovers(tmp_path: Path):
     (tmp_path / "speech.raw").write_bytes(speech)
     # The "device" delivers one utterance, then vanishes; the daemon starts it again.
     mic = f"{{backend: command, command: 'pv -qL 32000 {tmp_path}/speech.raw'}}"
-    daemon = Daemon(tmp_path, satellite_config(mic, tmp_path / "spk.raw", 500))
+    daemon = Daemon(tmp_path, satellite_config(mic, file_speaker(tmp_path / "spk.raw"), 500))
     try:
         client = await start_ha(daemon)
         runs = 0
