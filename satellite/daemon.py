@@ -1,4 +1,8 @@
-"""Composes the configured roles into one running daemon and stops it cleanly."""
+"""Composes the configured roles into one running daemon and stops it cleanly.
+
+Each role's modules (providers, audio libraries, zeroconf) are imported only when the role
+is enabled, so a satellite-only device never loads a cloud SDK.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +12,24 @@ import logging
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from functools import partial
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from wyoming.server import AsyncServer, HandlerFactory
 
 from .config import LoadedConfig, SatelliteConfig
 
-if TYPE_CHECKING:
-    from .assist.satellite import Satellite
-from .discovery import Advertisement, Discovery
-from .providers.base import AsrProvider, TtsProvider
-from .providers.registry import build_asr, build_tts
-from .speech.info import build_info
-from .speech.server import SpeechHandler, SpeechService
-
 _LOGGER = logging.getLogger(__name__)
 
 
-def _describe_providers(asr: AsrProvider | None, tts: TtsProvider | None) -> str:
-    parts = []
-    if asr is not None:
-        parts.append(f"ASR {asr.name} {asr.model} ({', '.join(asr.languages)})")
-    if tts is not None:
-        default_voice = tts.voices[0].name if tts.voices else "-"
-        parts.append(f"TTS {tts.name} {tts.model} voice {default_voice}")
-    return "; ".join(parts)
+@dataclass
+class _Role:
+    """A started role: its server, its zeroconf name, and what to release on stop."""
+
+    server: AsyncServer
+    name: str
+    uri: str
+    closers: list[Callable[[], Awaitable[None]]]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 async def _serve(uri: str, handler_factory: HandlerFactory) -> AsyncServer:
@@ -46,15 +42,48 @@ def _default_name(role: str) -> str:
     return f"{socket.gethostname().split('.')[0]} {role}"
 
 
-def _build_satellite(config: SatelliteConfig) -> Satellite:
-    """The satellite role; its audio libraries are loaded only when it is enabled."""
+async def _start_speech(loaded: LoadedConfig) -> _Role:
+    from .providers.registry import build_asr, build_tts
+    from .speech.info import build_info
+    from .speech.server import SpeechHandler, SpeechService
+
+    config = loaded.config.speech
+    asr, tts = build_asr(loaded), build_tts(loaded)
+    service = SpeechService(asr=asr, tts=tts, info=build_info(asr, tts).event())
+    server = await _serve(config.uri, lambda r, w: SpeechHandler(r, w, service=service))
+    voice = tts.voices[0].name if tts.voices else "-"
+    _LOGGER.info(
+        "speech endpoint listening on %s: ASR %s %s (%s); TTS %s %s voice %s",
+        config.uri,
+        asr.name,
+        asr.model,
+        ", ".join(asr.languages),
+        tts.name,
+        tts.model,
+        voice,
+    )
+    name = config.name or _default_name("speech")
+    return _Role(server, name, config.uri, [asr.close, tts.close])
+
+
+async def _start_satellite(config: SatelliteConfig) -> _Role:
     from .assist.satellite import Satellite
     from .audio.mic import Mic
     from .audio.speaker import Speaker
 
     name = config.name or _default_name("satellite")
     speaker = Speaker(config.speaker) if config.speaker is not None else None
-    return Satellite(config, name, Mic(config.mic), speaker)
+    satellite = Satellite(config, name, Mic(config.mic), speaker)
+    server = await _serve(config.uri, satellite.handler)
+    _LOGGER.info(
+        "satellite %r listening on %s: mic %s, speaker %s",
+        name,
+        config.uri,
+        satellite.mic.description,
+        speaker.description if speaker is not None else "none",
+    )
+    mic = asyncio.create_task(satellite.run_mic(), name="mic")
+    return _Role(server, name, config.uri, [satellite.close], [mic])
 
 
 class Daemon:
@@ -74,53 +103,29 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
 
-        servers: list[AsyncServer] = []
-        adverts: list[Advertisement] = []
+        roles: list[_Role] = []
         closers: list[Callable[[], Awaitable[None]]] = []
-        background: list[asyncio.Task[None]] = []
         try:
             if config.speech.enabled:
-                asr, tts = build_asr(self.loaded), build_tts(self.loaded)
-                closers += [asr.close, tts.close]
-                service = SpeechService(asr=asr, tts=tts, info=build_info(asr, tts).event())
-                servers.append(
-                    await _serve(config.speech.uri, partial(SpeechHandler, service=service))
-                )
-                adverts.append(
-                    Advertisement(config.speech.name or _default_name("speech"), config.speech.uri)
-                )
-                _LOGGER.info(
-                    "speech endpoint listening on %s: %s",
-                    config.speech.uri,
-                    _describe_providers(asr, tts),
-                )
+                roles.append(await _start_speech(self.loaded))
             if config.satellite.enabled:
-                satellite = _build_satellite(config.satellite)
-                closers.append(satellite.close)
-                handler = satellite.handler
-                servers.append(await _serve(config.satellite.uri, handler))
-                background.append(asyncio.create_task(satellite.run_mic(), name="mic"))
-                adverts.append(Advertisement(satellite.name, config.satellite.uri))
-                _LOGGER.info(
-                    "satellite %r listening on %s: mic %s, speaker %s",
-                    satellite.name,
-                    config.satellite.uri,
-                    satellite.mic.description,
-                    satellite.speaker.description if satellite.speaker else "none",
-                )
-            if not servers:
+                roles.append(await _start_satellite(config.satellite))
+            if not roles:
                 _LOGGER.warning("no role is enabled (speech.enabled and satellite.enabled)")
-            if config.zeroconf and adverts:
-                discovery = Discovery(adverts)
-                closers.insert(0, discovery.close)
+            if config.zeroconf and roles:
+                from .discovery import Advertisement, Discovery
+
+                discovery = Discovery([Advertisement(role.name, role.uri) for role in roles])
+                closers.append(discovery.close)
                 await discovery.start()
             await self._stop.wait()
             _LOGGER.info("stopping")
         finally:
-            for task in background:
-                task.cancel()
-            for server in servers:
-                await server.stop()
+            for role in roles:
+                for task in role.tasks:
+                    task.cancel()
+                await role.server.stop()
+                closers += role.closers
             for close in closers:
                 with contextlib.suppress(Exception):
                     await close()

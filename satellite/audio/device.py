@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import numpy as np
 import pyaudio
 
 from ..bridge import run_blocking
 from ..config import MicConfig, SpeakerConfig
-from .pcm import AudioFormat
+from .pcm import AudioFormat, numpy_module
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +45,7 @@ def apply_volume(data: bytes, width: int, volume: float) -> bytes:
     """Whole samples of ``width`` bytes scaled by ``volume``, clipped to the sample range."""
     if volume == 1.0 or not data:
         return data
+    np = numpy_module()
     dtype = np.dtype(np.uint8) if width == 1 else np.dtype(f"<i{width}")
     offset = 128 if width == 1 else 0  # 8-bit PCM is unsigned
     peak = 2 ** (8 * width - 1)

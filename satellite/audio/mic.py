@@ -7,16 +7,14 @@ import contextlib
 import logging
 import time
 import wave
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-import numpy as np
+from typing import Protocol, TypeVar
 
 from ..bridge import run_blocking
 from ..config import MicConfig
 from .device import STOP_SECONDS, PyAudioDevice, ShellCommand, apply_volume, describe_backend
-from .pcm import SPEECH_FORMAT, AudioFormat, PcmConverter
+from .pcm import SPEECH_FORMAT, AudioFormat, PcmConverter, numpy_module
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -161,8 +159,10 @@ class _Converter:
             data = self._partial + data
             usable = len(data) - len(data) % self._source.frame_bytes
             self._partial = data[usable:]
-            frames = np.frombuffer(data[:usable], np.uint8).reshape(
-                -1, self._source.channels, self._source.width
+            frames = (
+                numpy_module()
+                .frombuffer(data[:usable], "u1")
+                .reshape(-1, self._source.channels, self._source.width)
             )
             data = frames[:, self._channel, :].tobytes()
         return apply_volume(self._pcm.convert(data), SPEECH_FORMAT.width, self._volume)
@@ -176,7 +176,7 @@ class Mic:
     (and the file-backed ALSA device of the tests) deliver instantly.
     """
 
-    def __init__(self, config: MicConfig, chunk_ms: int = 30) -> None:
+    def __init__(self, config: MicConfig, chunk_ms: int = 100) -> None:
         self.config = config
         self._chunk_ms = chunk_ms
         self._chunk_seconds = chunk_ms / 1000
@@ -254,12 +254,11 @@ class Mic:
         while True:
             began = time.monotonic()
             try:
-                data = await self._unless_closed(
-                    asyncio.wait_for(source.read(frames), _READ_TIMEOUT_SECONDS)
-                )
+                async with asyncio.timeout(_READ_TIMEOUT_SECONDS):
+                    data = await source.read(frames)
             except TimeoutError:
                 raise MicError(f"no audio for {_READ_TIMEOUT_SECONDS:g} s") from None
-            if data is None:
+            if self._closed.is_set():
                 return
             now = time.monotonic()
             if now - began > read_seconds / 2:
@@ -271,23 +270,11 @@ class Mic:
                 chunk, pending = pending[: self._chunk_bytes], pending[self._chunk_bytes :]
                 produced += self._chunk_seconds
                 ahead = produced - (time.monotonic() - start) - allowance
-                if ahead > 0 and not await self._sleep(ahead):
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                if self._closed.is_set():
                     return
                 yield chunk
-
-    async def _unless_closed(self, work: Coroutine[Any, Any, T]) -> T | None:
-        """The result of ``work``, or None as soon as the mic is closed (``work`` cancelled)."""
-        if self._closed.is_set():
-            work.close()
-            return None
-        task = asyncio.ensure_future(work)
-        closing = asyncio.ensure_future(self._closed.wait())
-        try:
-            done, _ = await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closing.cancel()
-            task.cancel()  # no-op once done
-        return task.result() if task in done else None
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep, cut short by close(); False when closed."""

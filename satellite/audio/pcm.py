@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-_DTYPES = {1: np.uint8, 2: np.int16, 4: np.int32}
+_DTYPES = {1: "u1", 2: "<i2", 4: "<i4"}  # 8-bit PCM is unsigned
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,25 @@ def validate_format(fmt: AudioFormat) -> None:
         raise ValueError(f"unsupported sample rate {fmt.rate}")
 
 
+def numpy_module():
+    """numpy, imported on first use: audio that needs no conversion never loads it (~12 MB)."""
+    import numpy
+
+    return numpy
+
+
 def _to_float(samples: np.ndarray, width: int) -> np.ndarray:
     if width == 1:
-        return (samples.astype(np.float64) - 128.0) / 128.0
-    return samples.astype(np.float64) / float(2 ** (8 * width - 1))
+        return (samples.astype("f8") - 128.0) / 128.0
+    return samples.astype("f8") / float(2 ** (8 * width - 1))
 
 
 def _from_float(samples: np.ndarray, width: int) -> bytes:
+    np = numpy_module()
     scale = float(2 ** (8 * width - 1))
     ints = np.clip(np.round(samples * scale), -scale, scale - 1)
     if width == 1:
-        return (ints + 128).astype(np.uint8).tobytes()
+        ints = ints + 128
     return ints.astype(_DTYPES[width]).tobytes()
 
 
@@ -80,6 +90,7 @@ class PcmConverter:
         self._pending = data[usable:]
         if self.passthrough or usable == 0:
             return data[:usable]
+        np = numpy_module()
         raw = np.frombuffer(data[:usable], dtype=_DTYPES[self.source.width])
         frames = _to_float(raw, self.source.width).reshape(-1, self.source.channels)
         mono = frames.mean(axis=1) if self.source.channels > 1 else frames[:, 0]
@@ -90,6 +101,7 @@ class PcmConverter:
         return _from_float(mono, self.target.width)
 
     def _resample(self, mono: np.ndarray) -> np.ndarray:
+        np = numpy_module()
         samples = mono if self._history is None else np.concatenate([self._history, mono])
         last_index = len(samples) - 1
         if last_index < 1:

@@ -18,8 +18,13 @@ from tests.audio.alsa import use_file_alsa
 
 pytestmark = pytest.mark.timeout(20)
 
+CHUNK_MS = 30
 CHUNK_BYTES = 960  # 30 ms of 16 kHz mono s16le
 PAD = bytes(9600)  # 0.3 s of silence: the file-backed capture repeats its last period
+
+
+def mic_of(config: MicConfig) -> Mic:
+    return Mic(config, chunk_ms=CHUNK_MS)
 
 
 def noise(byte_count: int, seed: int = 1) -> bytes:
@@ -50,7 +55,7 @@ async def read(mic: Mic, count: int, timeout: float = 5.0) -> bytes:
 async def test_pyaudio_returns_the_source_bytes_then_silence(tmp_path, monkeypatch):
     audio = noise(16000)
     use_file_alsa(tmp_path, monkeypatch, audio + PAD)
-    mic = Mic(MicConfig(backend="pyaudio"))
+    mic = mic_of(MicConfig(backend="pyaudio"))
     assert mic.description == "default pyaudio device (16000 Hz, 1 ch)"
     data = await read(mic, 30)
     assert data[: len(audio)] == audio
@@ -67,7 +72,7 @@ async def test_pyaudio_48k_stereo_uses_the_configured_channel(
     stereo = np.stack([np.zeros_like(tone), tone], axis=1).astype("<i2").tobytes()
     use_file_alsa(tmp_path, monkeypatch, stereo + bytes(57600))  # + 0.3 s silence
     config = MicConfig(backend="pyaudio", device="default", rate=48000, channels=2, channel=channel)
-    out = samples(await read(Mic(config), 25))
+    out = samples(await read(mic_of(config), 25))
     body = out[800:7200]
     assert np.sqrt(np.mean(body**2)) == pytest.approx(16000 / np.sqrt(2) * level, abs=200)
     if level:
@@ -78,13 +83,13 @@ async def test_pyaudio_48k_stereo_uses_the_configured_channel(
 async def test_volume_multiplies_and_clips(tmp_path):
     source = tmp_path / "mic.raw"
     source.write_bytes(np.array([1000, -1000, 20000, -20000] * 240, "<i2").tobytes())
-    out = samples(await read(Mic(MicConfig(backend="file", file=source, volume=2.0)), 1))
+    out = samples(await read(mic_of(MicConfig(backend="file", file=source, volume=2.0)), 1))
     assert list(out[:4]) == [2000, -2000, 32767, -32768]
 
 
 async def test_pyaudio_is_paced_to_real_time(tmp_path, monkeypatch):
     use_file_alsa(tmp_path, monkeypatch, noise(40000) + PAD)
-    mic = Mic(MicConfig(backend="pyaudio"))
+    mic = mic_of(MicConfig(backend="pyaudio"))
     began = time.monotonic()
     await read(mic, 34)  # 1.02 s of audio
     assert 0.9 <= time.monotonic() - began < 1.5
@@ -94,7 +99,7 @@ async def test_pyaudio_is_paced_to_real_time(tmp_path, monkeypatch):
 async def test_command_returns_the_file_bytes(tmp_path, command):
     source = tmp_path / "mic.raw"
     source.write_bytes(noise(16 * CHUNK_BYTES))
-    mic = Mic(MicConfig(backend="command", command=command.format(file=source)))
+    mic = mic_of(MicConfig(backend="command", command=command.format(file=source)))
     assert await read(mic, 16) == source.read_bytes()
 
 
@@ -112,7 +117,7 @@ async def test_file_returns_its_audio_then_silence_forever(tmp_path, kind):
     else:
         path.write_bytes(audio)
         config = MicConfig(backend="file", file=path)
-    data = await read(Mic(config), 20)
+    data = await read(mic_of(config), 20)
     assert data[: len(audio)] == audio
     assert not any(data[len(audio) :])
 
@@ -121,7 +126,7 @@ async def test_a_command_that_exits_is_logged_and_run_again(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="satellite.audio.mic")
     source = tmp_path / "mic.raw"
     source.write_bytes(noise(9600))
-    mic = Mic(MicConfig(backend="command", command=f"head -c 3200 {source}"))
+    mic = mic_of(MicConfig(backend="command", command=f"head -c 3200 {source}"))
     data = await read(mic, 6)  # each run gives 3 whole chunks
     first_run = source.read_bytes()[: 3 * CHUNK_BYTES]
     assert data == first_run * 2
@@ -135,7 +140,7 @@ async def test_a_missing_device_is_logged_once_and_retried_until_closed(
     tmp_path, monkeypatch, caplog
 ):
     use_file_alsa(tmp_path, monkeypatch, PAD)
-    mic = Mic(MicConfig(backend="pyaudio", device="no-such-mic"))
+    mic = mic_of(MicConfig(backend="pyaudio", device="no-such-mic"))
     got: list[bytes] = []
 
     async def consume() -> None:
@@ -157,7 +162,7 @@ async def test_a_missing_device_is_logged_once_and_retried_until_closed(
 async def test_pyaudio_recovers_when_the_device_comes_back(tmp_path, monkeypatch, caplog):
     alsa = use_file_alsa(tmp_path, monkeypatch, source=None)  # capture cannot open yet
     audio = noise(3 * CHUNK_BYTES)
-    mic = Mic(MicConfig(backend="pyaudio"))
+    mic = mic_of(MicConfig(backend="pyaudio"))
 
     async def plug_in() -> None:
         await asyncio.sleep(0.2)
@@ -172,7 +177,7 @@ async def test_pyaudio_recovers_when_the_device_comes_back(tmp_path, monkeypatch
 
 async def test_close_interrupts_a_pending_read_and_stops_the_command(tmp_path):
     pid_file = tmp_path / "pid"
-    mic = Mic(MicConfig(backend="command", command=f"echo $$ > {pid_file}; exec sleep 30"))
+    mic = mic_of(MicConfig(backend="command", command=f"echo $$ > {pid_file}; exec sleep 30"))
     reader = asyncio.ensure_future(read(mic, 1, timeout=10))
     async with asyncio.timeout(5):
         while not pid_file.exists() or not pid_file.read_text().strip():
