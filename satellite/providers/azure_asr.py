@@ -8,8 +8,16 @@ import azure.cognitiveservices.speech as speechsdk
 
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import AzureConfig
-from .azure_common import Cancellation, SdkEvent, deadlines, speech_config
-from .base import AsrProvider, AsrSession, CallClock, Credentials, ErrorCode, ProviderError
+from .azure_common import Cancellation, SdkEvent, speech_config
+from .base import (
+    AsrProvider,
+    AsrSession,
+    CallClock,
+    Credentials,
+    Deadlines,
+    ErrorCode,
+    ProviderError,
+)
 from .text import join_phrases
 
 _WHAT = "Azure ASR"
@@ -52,29 +60,22 @@ class AzureAsrProvider(AsrProvider):
     ) -> None:
         self._config = config
         self._credentials = credentials
-        self._languages = advertised_languages(config.asr.languages, default_language)
-
-    @property
-    def model(self) -> str:
-        return f"azure-{self._config.asr.mode}"
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        return self._languages
+        self.model = f"azure-{config.asr.mode}"
+        self.languages = advertised_languages(config.asr.languages, default_language)
 
     def locale_for(self, language: str | None) -> str:
         """The locale to recognize for the language HA sent."""
         if not language:
-            return self._languages[0]
-        if language in self._languages:
+            return self.languages[0]
+        if language in self.languages:
             return language
-        match = _same_primary(language, self._languages)
+        match = _same_primary(language, self.languages)
         if match:
             return match
-        return language if "-" in language else self._languages[0]
+        return language if "-" in language else self.languages[0]
 
     async def open(self, language: str | None) -> AsrSession:
-        clock = CallClock(deadlines(self._config))
+        clock = CallClock(Deadlines.from_timeouts(self._config.timeouts))
         mode = self._config.asr.mode
         config = speech_config(
             self._config, self._credentials, _INTERACTIVE_PATH if mode == "interactive" else None

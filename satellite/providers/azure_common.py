@@ -8,18 +8,11 @@ from typing import Literal
 import azure.cognitiveservices.speech as speechsdk
 
 from ..config import AzureConfig
-from .base import Credentials, Deadlines, ErrorCode, ProviderError
+from .base import Credentials, ErrorCode, ProviderError
 
 _Code = speechsdk.CancellationErrorCode
 _AUTH_CODES = (_Code.AuthenticationFailure, _Code.Forbidden)
 _MAX_DETAILS = 300
-
-
-def deadlines(config: AzureConfig) -> Deadlines:
-    timeouts = config.timeouts
-    return Deadlines(
-        connect=timeouts.connect, first_result=timeouts.first_result, total=timeouts.total
-    )
 
 
 _POLLING_INTERVAL_MS = "1"

@@ -12,7 +12,7 @@ import azure.cognitiveservices.speech as speechsdk
 from ..audio.pcm import AudioFormat
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import AzureConfig, AzureTts
-from .azure_common import Cancellation, SdkEvent, deadlines, speech_config
+from .azure_common import Cancellation, SdkEvent, speech_config
 from .base import (
     CallClock,
     Credentials,
@@ -222,27 +222,16 @@ class AzureTtsProvider(TtsProvider):
         self._config = config
         self._credentials = credentials
         self._voice = default_voice or config.tts.voice
-        self._format = AudioFormat(rate=config.tts.sample_rate, width=2, channels=1)
+        self.model = "azure-neural"
+        self.audio_format = AudioFormat(rate=config.tts.sample_rate, width=2, channels=1)
         names = dict.fromkeys((self._voice, *config.tts.voices))
-        self._voices = tuple(describe_voice(name) for name in names)
+        self.voices = tuple(describe_voice(name) for name in names)
         self._idle: list[_Synthesizer] = []
-
-    @property
-    def audio_format(self) -> AudioFormat:
-        return self._format
-
-    @property
-    def model(self) -> str:
-        return "azure-neural"
-
-    @property
-    def voices(self) -> tuple[Voice, ...]:
-        return self._voices
 
     async def synthesize(
         self, text: AsyncIterator[str], options: SynthesisOptions
     ) -> AsyncIterator[bytes]:
-        call = _Call(self, deadlines(self._config), self._credentials.key)
+        call = _Call(self, Deadlines.from_timeouts(self._config.timeouts), self._credentials.key)
         try:
             documents = self._documents(text, options, options.voice or self._voice)
             async with contextlib.aclosing(documents):
@@ -273,7 +262,7 @@ class AzureTtsProvider(TtsProvider):
         if self._idle:
             return self._idle.pop()
         config = speech_config(self._config, self._credentials)
-        config.set_speech_synthesis_output_format(_FORMATS[self._format.rate])
+        config.set_speech_synthesis_output_format(_FORMATS[self.audio_format.rate])
         # Without this the SDK waits 40 s for a silent service, then retries once.
         timeouts = self._config.timeouts
         first_chunk_ms = int((timeouts.connect + timeouts.first_result + 1) * 1000)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..audio.pcm import SPEECH_FORMAT, AudioFormat
+from ..config import Timeouts
 
 
 class ErrorCode(StrEnum):
@@ -39,6 +40,10 @@ class Deadlines:
     connect: float = 5.0  # until the provider session is open
     first_result: float = 10.0  # from the end of input (ASR) / first text (TTS) to first output
     total: float = 60.0  # the whole call
+
+    @classmethod
+    def from_timeouts(cls, timeouts: Timeouts) -> Deadlines:
+        return cls(timeouts.connect, timeouts.first_result, timeouts.total)
 
 
 @dataclass(frozen=True)
@@ -98,16 +103,8 @@ class AsrProvider(ABC):
 
     name: str  # "dashscope", "azure": the provider key in config
     input_format: AudioFormat = SPEECH_FORMAT
-
-    @property
-    @abstractmethod
-    def model(self) -> str:
-        """Model name shown in Home Assistant."""
-
-    @property
-    @abstractmethod
-    def languages(self) -> tuple[str, ...]:
-        """Languages advertised; each is accepted verbatim in ``transcribe``."""
+    model: str  # model name shown in Home Assistant
+    languages: tuple[str, ...]  # advertised; each is accepted verbatim in ``transcribe``
 
     @abstractmethod
     async def open(self, language: str | None) -> AsrSession:
@@ -121,21 +118,9 @@ class TtsProvider(ABC):
     """A text-to-speech service."""
 
     name: str
-
-    @property
-    @abstractmethod
-    def audio_format(self) -> AudioFormat:
-        """Format of every chunk ``synthesize`` yields."""
-
-    @property
-    @abstractmethod
-    def model(self) -> str:
-        """Model or engine name shown in Home Assistant."""
-
-    @property
-    @abstractmethod
-    def voices(self) -> tuple[Voice, ...]:
-        """Voices advertised; the first is the default."""
+    audio_format: AudioFormat  # format of every chunk ``synthesize`` yields
+    model: str  # model or engine name shown in Home Assistant
+    voices: tuple[Voice, ...]  # advertised; the first is the default
 
     @abstractmethod
     def synthesize(

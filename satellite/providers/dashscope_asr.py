@@ -18,8 +18,8 @@ from dashscope.common.error import InvalidParameter
 
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import DashScopeConfig
-from .base import AsrProvider, AsrSession, CallClock, Credentials, ProviderError
-from .dashscope_common import Failures, SdkCalls, deadlines_of
+from .base import AsrProvider, AsrSession, CallClock, Credentials, Deadlines, ProviderError
+from .dashscope_common import Failures, SdkCalls
 from .text import join_phrases
 
 # How long a cancelled session may take to finish gracefully before its socket is cut.
@@ -208,21 +208,14 @@ class DashScopeAsrProvider(AsrProvider):
         self._config = config
         self._credentials = credentials
         languages = (default_language, *config.asr.languages)
-        self._languages = tuple(dict.fromkeys(lang for lang in languages if lang))
-        self._deadlines = deadlines_of(config)
-
-    @property
-    def model(self) -> str:
-        return self._config.asr.model
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        return self._languages
+        self.model = config.asr.model
+        self.languages = tuple(dict.fromkeys(lang for lang in languages if lang))
+        self._deadlines = Deadlines.from_timeouts(config.timeouts)
 
     async def open(self, language: str | None) -> AsrSession:
         key = self._credentials.require("DashScope")
         clock = CallClock(self._deadlines)
-        language = language or (self._languages[0] if self._languages else None)
+        language = language or (self.languages[0] if self.languages else None)
         parameters: dict[str, Any] = {}
         if language:
             parameters["language_hints"] = [language_hint(language)]

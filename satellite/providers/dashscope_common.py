@@ -9,19 +9,13 @@ from typing import TypeVar
 
 import dashscope
 
-from ..config import DashScopeConfig
-from .base import CallClock, Deadlines, ErrorCode, ProviderError
+from .base import CallClock, ErrorCode, ProviderError
 
 T = TypeVar("T")
 
 # Held around any SDK call that reads ``dashscope.api_key`` / ``dashscope.base_websocket_api_url``
 # (module globals shared by every session), and only for that call.
 SDK_GLOBALS_LOCK = threading.Lock()
-
-
-def deadlines_of(config: DashScopeConfig) -> Deadlines:
-    timeouts = config.timeouts
-    return Deadlines(timeouts.connect, timeouts.first_result, timeouts.total)
 
 
 @contextmanager

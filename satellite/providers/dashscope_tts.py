@@ -31,7 +31,7 @@ from .base import (
     TtsProvider,
     Voice,
 )
-from .dashscope_common import Failures, SdkCalls, api_key_global, deadlines_of
+from .dashscope_common import Failures, SdkCalls, api_key_global
 
 # How long a cancelled synthesis waits for the server to confirm before the socket is closed.
 CANCEL_WAIT_MILLIS = 1000
@@ -271,21 +271,10 @@ class DashScopeTtsProvider(TtsProvider):
         self._config = config
         self._credentials = credentials
         self._default_voice = default_voice or config.tts.voice
-        self._voices = voice_list(self._default_voice, config.tts.voices)
-        self._format = AudioFormat(config.tts.sample_rate, 2, 1)
-        self._deadlines = deadlines_of(config)
-
-    @property
-    def audio_format(self) -> AudioFormat:
-        return self._format
-
-    @property
-    def model(self) -> str:
-        return self._config.tts.model
-
-    @property
-    def voices(self) -> tuple[Voice, ...]:
-        return self._voices
+        self.model = config.tts.model
+        self.voices = voice_list(self._default_voice, config.tts.voices)
+        self.audio_format = AudioFormat(config.tts.sample_rate, 2, 1)
+        self._deadlines = Deadlines.from_timeouts(config.timeouts)
 
     async def synthesize(
         self, text: AsyncIterator[str], options: SynthesisOptions
