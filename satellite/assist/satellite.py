@@ -40,9 +40,7 @@ _LOGGER = logging.getLogger(__name__)
 _ATTRIBUTION = Attribution(name="voice-satellite", url="https://github.com/voice-satellite")
 # Events HA sends during a run that are only worth a log line (and an optional hook).
 _LOGGED_EVENTS = {
-    "detection",
     "transcribe",
-    "voice-started",
     "synthesize",
     "timer-started",
     "timer-updated",
@@ -91,6 +89,9 @@ class Satellite:
         self.gate = VadGate(config.vad)
         self._connection: SatelliteHandler | None = None
         self._streaming = False  # a pipeline run is receiving our audio
+        # Once HA has heard the wake word or speech, HA (not our gate) ends the audio: a
+        # pause after the wake word must not cut the command. Bounded by max_speech_s.
+        self._ha_listens_until: float | None = None
         self._playing = 0  # sounds in progress
         self._muted_until = 0.0  # monotonic time the mic stays gated until
         self._playback_tail: asyncio.Task[None] | None = None
@@ -143,8 +144,13 @@ class Satellite:
                     await self.end_run(connection, "the mic was gated")
                 self.gate.reset()
                 continue
-            for event in self.gate.process(chunk):
-                await self._forward(connection, event)
+            if self._ha_listens_until is None:
+                for event in self.gate.process(chunk):
+                    await self._forward(connection, event)
+            elif time.monotonic() < self._ha_listens_until:
+                await self._send_audio(connection, chunk)
+            else:
+                await self.end_run(connection, "max-length while HA listened")
 
     def _mic_gated(self) -> bool:
         return self._playing > 0 or time.monotonic() < self._muted_until
@@ -162,19 +168,19 @@ class Satellite:
                 ).event()
             )
         if event.audio and self._streaming:
-            chunk = AudioChunk(
-                rate=SPEECH_FORMAT.rate,
-                width=SPEECH_FORMAT.width,
-                channels=SPEECH_FORMAT.channels,
-                audio=event.audio,
-            )
-            await connection.send(chunk.event())
+            await self._send_audio(connection, event.audio)
         if event.kind == "end":
             await self.end_run(connection, f"end of speech ({event.reason})")
+
+    async def _send_audio(self, connection: SatelliteHandler, pcm: bytes) -> None:
+        fmt = SPEECH_FORMAT
+        chunk = AudioChunk(rate=fmt.rate, width=fmt.width, channels=fmt.channels, audio=pcm)
+        await connection.send(chunk.event())
 
     async def end_run(self, connection: SatelliteHandler | None, why: str) -> None:
         """Stop streaming the current run's audio (``audio-stop``) and re-arm the gate."""
         was_streaming, self._streaming = self._streaming, False
+        self._ha_listens_until = None
         self.gate.reset()
         if was_streaming and connection is not None:
             _LOGGER.info("audio for the pipeline run ended: %s", why)
@@ -191,9 +197,11 @@ class Satellite:
             await self.end_run(connection, event.type)
             if event.type == "transcript" and self.config.sounds.done is not None:
                 self.play_file(self.config.sounds.done)
-        elif event.type == "detection":
-            _LOGGER.info("HA detected the wake word %s", event.data.get("name"))
-            if self.config.sounds.awake is not None:
+        elif event.type in ("detection", "voice-started"):
+            _LOGGER.info("HA: %s %s", event.type, event.data)
+            if self._streaming and self._ha_listens_until is None:
+                self._ha_listens_until = time.monotonic() + self.config.vad.max_speech_s
+            if event.type == "detection" and self.config.sounds.awake is not None:
                 self.play_file(self.config.sounds.awake, gate_mic=False)
         elif event.type == "timer-finished":
             _LOGGER.info("timer finished: %s", event.data.get("id"))

@@ -166,3 +166,23 @@ async def test_paused_satellite_opens_no_run_until_run_satellite(running):
     await asyncio.sleep(0.1)
     mic.say(UTTERANCE)
     await next_run(client)
+
+
+async def test_after_the_wake_word_ha_decides_when_the_command_ends(running):
+    _, mic, client = await running(speaker=None)
+    mic.say(silence(0.5) + speech_pcm("okay nabu"))
+    assert (await read(client)).type == "run-pipeline"
+    await client.write_event(Event(type="detection", data={"name": "okay_nabu"}))
+    await asyncio.sleep(0.1)
+    # A pause longer than the hangover, then the command: all of it still reaches HA.
+    pause, command = silence(2.0), speech_pcm("turn off the lights")
+    mic.say(pause + command)
+    streamed = 0
+    while streamed < len(pause) + len(command) - 2 * CHUNK:
+        event = await read(client)
+        assert event.type == "audio-chunk", event
+        streamed += len(event.payload or b"")
+    await client.write_event(Event(type="transcript", data={"text": "turn off the lights"}))
+    while (event := await read(client)).type == "audio-chunk":
+        pass
+    assert event.type == "audio-stop"
