@@ -30,5 +30,6 @@ RUNTIME_PACKAGES=(
     python3 python3-venv python3-pip python3-dev gcc ca-certificates libssl3 libasound2
     portaudio19-dev libportaudio2 alsa-utils
 )
-# Tests also make speech fixtures (espeak-ng, sox) and pace audio commands (pv).
-TEST_PACKAGES=(espeak-ng sox pv)
+# Tests also make speech fixtures (espeak-ng, sox), pace audio commands (pv) and check
+# zeroconf in a private network namespace (iproute2).
+TEST_PACKAGES=(espeak-ng sox pv iproute2)
