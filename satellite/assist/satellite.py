@@ -318,14 +318,16 @@ class SatelliteHandler(GuardedHandler):
             self.running = False
 
     async def dispatch(self, event: Event) -> None:
-        if not self._attached:
-            self._attached = True
-            await self.satellite.attach(self)
         if Describe.is_type(event.type):
             await self.send(self.satellite.info)
         elif Ping.is_type(event.type):
             await self.send(Pong(text=Ping.from_event(event).text).event())
         elif RunSatellite.is_type(event.type):
+            # Only the connection that runs the satellite takes it over: HA also opens
+            # short connections just to read its info.
+            if not self._attached:
+                self._attached = True
+                await self.satellite.attach(self)
             if not self.running:
                 _LOGGER.info("HA (%s) started the satellite", self.peer)
             self.running = True

@@ -176,6 +176,13 @@ async def test_ping_describe_and_newest_connection_wins(tmp_path: Path):
             assert (pong.type, pong.data.get("text")) == ("pong", text)
             assert time.monotonic() - started < 1.0
 
+        probe = await connect(daemon.port)  # HA reading the info on a short connection
+        await probe.write_event(Describe().event())
+        assert (await read(probe)).type == "info"
+        await probe.disconnect()
+        await first.write_event(Ping(text="still here").event())
+        assert (await read(first)).data.get("text") == "still here"
+
         second = await start_ha(daemon)  # HA restarted: the new connection replaces the old
         await second.write_event(Describe().event())
         assert (await read(second)).type == "info"
