@@ -9,7 +9,7 @@ import time
 import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from ..bridge import run_blocking
 from ..config import MicConfig
@@ -17,7 +17,6 @@ from .device import STOP_SECONDS, PyAudioDevice, ShellCommand, apply_volume, des
 from .pcm import SPEECH_FORMAT, AudioFormat, PcmConverter, numpy_module
 
 _LOGGER = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _RETRY_FIRST_SECONDS = 0.5
 _RETRY_MAX_SECONDS = 10.0
