@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 import pytest
-from wyoming.asr import Transcribe
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.info import Describe, Info
@@ -33,7 +32,7 @@ from satellite.providers.base import (
 )
 from satellite.speech.info import build_info
 from satellite.speech.server import SpeechHandler, SpeechService
-from tests.wyoming_client import connect, read, read_until
+from tests.wyoming_client import connect, read, read_until, send_utterance
 
 
 class ScriptedSession(AsrSession):
@@ -132,11 +131,7 @@ async def test_transcribe_with_odd_chunks_reaches_provider_byte_exact(endpoint):
     asr, _, port = endpoint
     audio = bytes(range(256)) * 40
     client = await connect(port)
-    await client.write_event(Transcribe(language="zh").event())
-    await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-    for i in range(0, len(audio), 333):
-        await client.write_event(AudioChunk(16000, 2, 1, audio[i : i + 333]).event())
-    await client.write_event(AudioStop().event())
+    await send_utterance(client, audio, chunk_bytes=333, language="zh")
     event = await read(client)
     assert event.type == "transcript" and event.data["text"] == "你好。打开灯。"
     assert asr.received == [audio]
@@ -160,15 +155,11 @@ async def test_asr_failure_becomes_error_and_next_request_works(endpoint):
     asr, _, port = endpoint
     asr.fail_on_open = True
     client = await connect(port)
-    await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-    await client.write_event(AudioChunk(16000, 2, 1, bytes(640)).event())
-    await client.write_event(AudioStop().event())
+    await send_utterance(client, bytes(640), chunk_bytes=640)
     error = await read(client)
     assert error.type == "error" and error.data["code"] == "auth-failed"
     asr.fail_on_open = False
-    await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-    await client.write_event(AudioChunk(16000, 2, 1, bytes(640)).event())
-    await client.write_event(AudioStop().event())
+    await send_utterance(client, bytes(640), chunk_bytes=640)
     assert (await read(client)).type == "transcript"
     await client.disconnect()
 
@@ -177,8 +168,7 @@ async def test_asr_timeout_is_reported_with_its_code(endpoint):
     asr, _, port = endpoint
     asr.fail_on_finish = True
     client = await connect(port)
-    await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-    await client.write_event(AudioStop().event())
+    await send_utterance(client, b"", chunk_bytes=640)
     error = await read(client)
     assert (error.type, error.data["code"]) == ("error", "timeout")
     assert "dashscope" in error.data["text"]
@@ -270,9 +260,7 @@ async def test_many_clients_at_once(endpoint):
 
     async def one(index: int) -> str:
         client = await connect(port)
-        await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-        await client.write_event(AudioChunk(16000, 2, 1, bytes([index]) * 320).event())
-        await client.write_event(AudioStop().event())
+        await send_utterance(client, bytes([index]) * 320, chunk_bytes=320)
         event = await read(client)
         await client.disconnect()
         return event.type
