@@ -111,14 +111,13 @@ class Satellite:
         previous, self._connection = self._connection, handler
         if previous is not None:
             _LOGGER.info("new HA connection from %s replaces %s", handler.peer, previous.peer)
-            self._streaming = False
+            self._forget_run()
             await previous.stop()
 
     def detach(self, handler: SatelliteHandler) -> None:
         if self._connection is handler:
             self._connection = None
-            self._streaming = False
-            self.gate.reset()
+            self._forget_run()
             _LOGGER.info("HA disconnected (%s)", handler.peer)
 
     def _active(self) -> SatelliteHandler | None:
@@ -179,12 +178,17 @@ class Satellite:
 
     async def end_run(self, connection: SatelliteHandler | None, why: str) -> None:
         """Stop streaming the current run's audio (``audio-stop``) and re-arm the gate."""
-        was_streaming, self._streaming = self._streaming, False
-        self._ha_listens_until = None
-        self.gate.reset()
+        was_streaming = self._streaming
+        self._forget_run()
         if was_streaming and connection is not None:
             _LOGGER.info("audio for the pipeline run ended: %s", why)
             await connection.send(AudioStop().event())
+
+    def _forget_run(self) -> None:
+        """No run receives our audio any more: the gate decides again from fresh audio."""
+        self._streaming = False
+        self._ha_listens_until = None
+        self.gate.reset()
 
     # --- HA -> satellite ------------------------------------------------------------------
 
