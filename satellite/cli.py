@@ -77,9 +77,8 @@ def _load_or_report(path: Path | None) -> LoadedConfig | None:
 def _missing_secrets(loaded: LoadedConfig) -> list[str]:
     """Warnings for the keys of the providers in use that are empty."""
     config = loaded.config
-    used = (
-        {config.speech.asr.provider, config.speech.tts.provider} if config.speech.enabled else set()
-    )
+    speech = config.speech
+    used = {*speech.asr.provider, *speech.tts.provider} if speech.enabled else set()
     warnings = []
     if "dashscope" in used and not (
         config.providers.dashscope.api_key.get_secret_value()
@@ -111,9 +110,9 @@ def _check_config(args: argparse.Namespace) -> int:
     config = loaded.config
     print(f"{loaded.source}: valid")
     if config.speech.enabled:
+        asr, tts = config.speech.asr.provider, config.speech.tts.provider
         print(
-            f"  speech endpoint {config.speech.uri}: ASR {config.speech.asr.provider}, "
-            f"TTS {config.speech.tts.provider}"
+            f"  speech endpoint {config.speech.uri}: ASR {' -> '.join(asr)}, TTS {' -> '.join(tts)}"
         )
     if config.satellite.enabled:
         satellite = config.satellite

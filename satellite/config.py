@@ -29,7 +29,8 @@ from pydantic import (
 DEFAULT_CONFIG_PATH = Path("/etc/voice-satellite/config.yaml")
 CONFIG_ENV = "VOICE_SATELLITE_CONFIG"
 
-ProviderName = Literal["dashscope", "azure"]
+CloudProvider = Literal["dashscope", "azure"]
+TtsProviderName = Literal["dashscope", "azure", "espeak"]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 
 
@@ -65,33 +66,65 @@ def _check_ws_url(value: str) -> str:
 # --- DashScope ---------------------------------------------------------------
 
 
+def is_qwen_realtime(model: str) -> bool:
+    """Whether a DashScope model is served by the realtime API (qwen3-asr-flash-realtime,
+    qwen3-tts-flash-realtime, qwen-tts-realtime) rather than the inference API."""
+    return model.startswith("qwen") and "realtime" in model
+
+
+WarmConnections = Annotated[int, Field(ge=0, le=8)]
+
+
 class DashScopeAsr(Model):
+    # paraformer-realtime-v2 / fun-asr-realtime (inference API) or qwen3-asr-flash-realtime.
     model: str = "paraformer-realtime-v2"
     languages: tuple[str, ...] = ("zh", "en", "ja", "ko", "yue", "de", "fr", "ru")
     # Extra recognition parameters passed to the model as-is (e.g. disfluency_removal_enabled).
     parameters: dict[str, Any] = Field(default_factory=dict)
+    # Qwen realtime models only: let the server end each turn after a pause (its own VAD)
+    # instead of committing the audio when the client sends audio-stop.
+    turn_detection: bool = False
+    turn_detection_silence_ms: Annotated[int, Field(ge=200, le=6000)] = 800
 
 
 class DashScopeTts(Model):
+    # cosyvoice-v2 (inference API), or qwen3-tts-flash-realtime / qwen-tts-realtime.
     model: str = "cosyvoice-v2"
-    voice: str = "longxiaochun_v2"
-    sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] = 22050
+    voice: str | None = None  # None: longxiaochun_v2 for CosyVoice, Cherry for Qwen
+    sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] | None = None  # None: model's
     speech_rate: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
     pitch: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
     volume: Annotated[int, Field(ge=0, le=100)] = 50
     # Extra voices to advertise, beyond the built-in catalogue: {voice_id: [languages]}.
     voices: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Qwen realtime models only. server_commit: the server decides when to speak the text
+    # streamed so far; commit: each complete sentence is committed as soon as it is known.
+    mode: Literal["server_commit", "commit"] = "server_commit"
+    language_type: str | None = None  # e.g. Chinese, English, Auto (the model's default)
+    instructions: str | None = None  # speaking instructions, for models that take them
+
+    @property
+    def default_voice(self) -> str:
+        return self.voice or ("Cherry" if is_qwen_realtime(self.model) else "longxiaochun_v2")
+
+    @property
+    def default_sample_rate(self) -> int:
+        return self.sample_rate or (24000 if is_qwen_realtime(self.model) else 22050)
 
 
 class DashScopeConfig(Model):
     api_key: SecretStr = SecretStr("")
     api_key_file: Path | None = None
     websocket_url: str = "wss://dashscope.aliyuncs.com/api-ws/v1/inference"
+    # Endpoint of the Qwen realtime models (the SDK appends ?model=...).
+    realtime_url: str = "wss://dashscope.aliyuncs.com/api-ws/v1/realtime"
     timeouts: Timeouts = Timeouts()
+    # Connections opened ahead of requests, per role (0: connect on demand).
+    warm_connections: WarmConnections = 1
     asr: DashScopeAsr = DashScopeAsr()
     tts: DashScopeTts = DashScopeTts()
 
-    _url = field_validator("websocket_url")(_check_ws_url)
+    _url = field_validator("websocket_url", "realtime_url")(_check_ws_url)
 
 
 # --- Azure -------------------------------------------------------------------
@@ -143,6 +176,8 @@ class AzureConfig(Model):
     region: str | None = None
     host: str | None = None  # ws://HOST:PORT of a Speech container; used instead of region
     timeouts: Timeouts = Timeouts()
+    # Synthesizers connected ahead of requests (0: connect on demand).
+    warm_connections: WarmConnections = 1
     asr: AzureAsr = AzureAsr()
     tts: AzureTts = AzureTts()
 
@@ -157,24 +192,67 @@ class AzureConfig(Model):
         return value or None
 
 
+class EspeakConfig(Model):
+    """The offline voice: the espeak-ng program (``apt install espeak-ng``)."""
+
+    program: str = "espeak-ng"
+    voice: str = (
+        "en-us"  # an espeak-ng voice, e.g. en-us, cmn (Mandarin), de; see espeak-ng --voices
+    )
+    voices: tuple[str, ...] = ()  # more voices to advertise
+    speed: Annotated[int, Field(ge=80, le=450)] = 175  # words per minute
+    pitch: Annotated[int, Field(ge=0, le=99)] = 50
+    amplitude: Annotated[int, Field(ge=0, le=200)] = 100
+    timeouts: Timeouts = Timeouts(connect=2.0, first_result=5.0, total=60.0)
+
+
 class Providers(Model):
     dashscope: DashScopeConfig = DashScopeConfig()
     azure: AzureConfig = AzureConfig()
+    espeak: EspeakConfig = EspeakConfig()
 
 
 # --- Roles -------------------------------------------------------------------
 
 
+def _provider_chain(value: Any) -> Any:
+    """One provider name, or a list of them tried in order; kept as a tuple without repeats."""
+    chain = (value,) if isinstance(value, str) else value
+    if isinstance(chain, list | tuple):
+        if not chain:
+            raise ValueError("name at least one provider")
+        if len(set(chain)) != len(chain):
+            raise ValueError("a provider is listed twice")
+        return tuple(chain)
+    return value
+
+
 class AsrRole(Model):
-    provider: ProviderName = "dashscope"
+    # One provider, or a failover list tried in order, e.g. [dashscope, azure].
+    provider: tuple[CloudProvider, ...] = ("dashscope",)
     # Language used when the client sends none; advertised first.
     language: str | None = "zh"
+    # Live partial transcripts (transcript-start/-chunk/-stop). auto: to clients that asked
+    # for the endpoint's info on the same connection; always; never (final transcript only).
+    transcript_streaming: Literal["auto", "always", "never"] = "auto"
+
+    _chain = field_validator("provider", mode="before")(_provider_chain)
 
 
 class TtsRole(Model):
-    provider: ProviderName = "dashscope"
-    # Default voice; None uses the provider's configured voice.
+    # One provider, or a failover list tried in order, e.g. [dashscope, azure, espeak].
+    provider: tuple[TtsProviderName, ...] = ("dashscope",)
+    # Default voice of the first provider; None uses that provider's configured voice.
     voice: str | None = None
+
+    _chain = field_validator("provider", mode="before")(_provider_chain)
+
+
+class FailoverConfig(Model):
+    """When a provider of a failover list is skipped (its circuit breaker is open)."""
+
+    failures: Annotated[int, Field(ge=1, le=100)] = 3  # consecutive failures that open it
+    cooldown_s: Annotated[float, Field(gt=0, le=3600)] = 30.0  # skipped this long, then probed
 
 
 class SpeechConfig(Model):
@@ -183,13 +261,14 @@ class SpeechConfig(Model):
     name: str | None = None  # zeroconf name; default: "<host name> speech"
     asr: AsrRole = AsrRole()
     tts: TtsRole = TtsRole()
+    failover: FailoverConfig = FailoverConfig()
 
     _uri = field_validator("uri")(_check_server_uri)
 
     @model_validator(mode="after")
     def _voice_fits_provider(self) -> SpeechConfig:
-        voice, provider = self.tts.voice, self.tts.provider
-        if voice is None:
+        voice, provider = self.tts.voice, self.tts.provider[0]
+        if voice is None or provider == "espeak":
             return self
         looks_azure = bool(_AZURE_VOICE.match(voice)) and "-" in voice
         if provider == "azure" and not looks_azure:

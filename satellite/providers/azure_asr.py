@@ -16,9 +16,10 @@ from .base import (
     Credentials,
     Deadlines,
     ErrorCode,
+    PartialCallback,
     ProviderError,
 )
-from .text import join_phrases
+from .text import Hypothesis
 
 _WHAT = "Azure ASR"
 _PROFANITY = {
@@ -74,7 +75,9 @@ class AzureAsrProvider(AsrProvider):
             return match
         return language if "-" in language else self.languages[0]
 
-    async def open(self, language: str | None) -> AsrSession:
+    async def open(
+        self, language: str | None, on_partial: PartialCallback | None = None
+    ) -> AsrSession:
         clock = CallClock(Deadlines.from_timeouts(self._config.timeouts))
         mode = self._config.asr.mode
         config = speech_config(
@@ -85,7 +88,7 @@ class AzureAsrProvider(AsrProvider):
         config.set_property_by_name("SPEECH-StopRecognitionTimeoutInSeconds", _STOP_TIMEOUT_SECONDS)
         if mode == "dictation":
             config.enable_dictation()
-        session = AzureAsrSession(config, clock, self._credentials.key)
+        session = AzureAsrSession(config, clock, self._credentials.key, on_partial)
         await session.start()
         return session
 
@@ -110,6 +113,9 @@ class _Recognition:
             self.recognizer
         )
 
+        def on_recognizing(e: speechsdk.SpeechRecognitionEventArgs) -> None:
+            events.put(SdkEvent("recognizing", text=e.result.text.strip()))
+
         def on_recognized(e: speechsdk.SpeechRecognitionEventArgs) -> None:
             text = e.result.text.strip()
             if e.result.reason == speechsdk.ResultReason.RecognizedSpeech and text:
@@ -121,6 +127,7 @@ class _Recognition:
             events.put(SdkEvent("canceled", cancellation=cancellation))
 
         self.connection.connected.connect(lambda _: events.put(SdkEvent("connected")))
+        self.recognizer.recognizing.connect(on_recognizing)
         self.recognizer.recognized.connect(on_recognized)
         self.recognizer.canceled.connect(on_canceled)
         self.recognizer.session_stopped.connect(lambda _: events.put(SdkEvent("done")))
@@ -142,14 +149,20 @@ class _Recognition:
 
 
 class AzureAsrSession(AsrSession):
-    def __init__(self, config: speechsdk.SpeechConfig, clock: CallClock, key: str) -> None:
+    def __init__(
+        self,
+        config: speechsdk.SpeechConfig,
+        clock: CallClock,
+        key: str,
+        on_partial: PartialCallback | None,
+    ) -> None:
         self._clock = clock
         self._key = key
         self._events: CallbackQueue[SdkEvent] = CallbackQueue()
         self._native: _Recognition | None = _Recognition(config, self._events)
         self._connected = False
         self._ended = False  # the stream was closed
-        self._phrases: list[str] = []
+        self._hypothesis = Hypothesis(on_partial)
 
     async def start(self) -> None:
         """Start recognizing and wait until the service is connected."""
@@ -175,8 +188,10 @@ class AzureAsrSession(AsrSession):
         """Apply one SDK event; raises the ProviderError of a failure."""
         if event.kind == "connected":
             self._connected = True
+        elif event.kind == "recognizing":
+            self._hypothesis.partial(event.text)
         elif event.kind == "recognized":
-            self._phrases.append(event.text)
+            self._hypothesis.final(event.text)
         elif event.kind == "canceled":
             assert event.cancellation is not None
             if event.cancellation.reason != speechsdk.CancellationReason.EndOfStream:
@@ -211,7 +226,7 @@ class AzureAsrSession(AsrSession):
             raise self._clock.timeout_error(_WHAT, first_result) from None
         finally:
             await self.cancel()
-        return join_phrases(self._phrases)
+        return self._hypothesis.text
 
     async def cancel(self) -> None:
         native, self._native = self._native, None

@@ -88,7 +88,9 @@ class Cancellation:
 class SdkEvent:
     """One SDK callback, copied out of the SDK's event object on the callback thread."""
 
-    kind: Literal["connected", "disconnected", "recognized", "audio", "done", "canceled"]
+    kind: Literal[
+        "connected", "disconnected", "recognizing", "recognized", "audio", "done", "canceled"
+    ]
     text: str = ""
     audio: bytes = b""
     cancellation: Cancellation | None = None

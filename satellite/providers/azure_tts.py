@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from xml.sax.saxutils import escape, quoteattr
 
@@ -23,6 +22,7 @@ from .base import (
     TtsProvider,
     Voice,
 )
+from .text import SentenceSplitter
 
 _WHAT = "Azure TTS"
 _FORMATS = {
@@ -34,8 +34,6 @@ _FORMATS = {
     48000: speechsdk.SpeechSynthesisOutputFormat.Raw48Khz16BitMonoPcm,
 }
 _MAX_IDLE = 4  # connected synthesizers kept for the next requests
-# A sentence ends after . ! ? ; before whitespace, after CJK punctuation, or at a newline.
-_SENTENCE_END = re.compile(r"[.!?;](?=\s)|[。！？；]|\n")
 
 
 def voice_locale(voice: str) -> str:
@@ -63,27 +61,6 @@ def build_ssml(text: str, voice: str, tts: AzureTts) -> str:
         f'xmlns:mstts="https://www.w3.org/2001/mstts" xml:lang={quoteattr(voice_locale(voice))}>'
         f"<voice name={quoteattr(voice)}>{body}</voice></speak>"
     )
-
-
-class SentenceSplitter:
-    """Cuts streamed text into sentences as soon as each one is complete."""
-
-    def __init__(self) -> None:
-        self._buffer = ""
-
-    def feed(self, piece: str) -> list[str]:
-        self._buffer += piece
-        sentences: list[str] = []
-        start = 0
-        for match in _SENTENCE_END.finditer(self._buffer):
-            sentences.append(self._buffer[start : match.end()].strip())
-            start = match.end()
-        self._buffer = self._buffer[start:]
-        return [s for s in sentences if s]
-
-    def flush(self) -> list[str]:
-        rest, self._buffer = self._buffer.strip(), ""
-        return [rest] if rest else []
 
 
 class _Sink:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -82,6 +82,11 @@ class SynthesisOptions:
     ssml: bool = False
 
 
+# Receives the whole hypothesis so far (every final phrase and the current partial, joined)
+# each time it changes; called on the event loop, must not block.
+PartialCallback = Callable[[str], None]
+
+
 class AsrSession(ABC):
     """One utterance being recognized. Audio is 16 kHz mono s16le (``SPEECH_FORMAT``)."""
 
@@ -107,8 +112,13 @@ class AsrProvider(ABC):
     languages: tuple[str, ...]  # advertised; each is accepted verbatim in ``transcribe``
 
     @abstractmethod
-    async def open(self, language: str | None) -> AsrSession:
+    async def open(
+        self, language: str | None, on_partial: PartialCallback | None = None
+    ) -> AsrSession:
         """Connect and start recognizing; ``language`` as HA sent it (None: default)."""
+
+    async def prepare(self) -> None:
+        """Get ready for the first request (import, pre-connect); never raises."""
 
     async def close(self) -> None:
         """Release anything held between requests."""
@@ -131,6 +141,9 @@ class TtsProvider(ABC):
         Raises ProviderError on failure. The iterator ends when ``text`` is exhausted
         and all its audio has been yielded.
         """
+
+    async def prepare(self) -> None:
+        """Get ready for the first request (import, pre-connect); never raises."""
 
     async def close(self) -> None:
         """Release anything held between requests."""

@@ -18,16 +18,24 @@ from dashscope.common.error import InvalidParameter
 
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import DashScopeConfig
-from .base import AsrProvider, AsrSession, CallClock, Credentials, Deadlines, ProviderError
+from .base import (
+    AsrProvider,
+    AsrSession,
+    CallClock,
+    Credentials,
+    Deadlines,
+    PartialCallback,
+    ProviderError,
+)
 from .dashscope_common import Failures, SdkCalls
-from .text import join_phrases
+from .text import Hypothesis
 
 # How long a cancelled session may take to finish gracefully before its socket is cut.
 CANCEL_GRACE_SECONDS = 2.0
 
 _HINTS = {"zh-cn": "zh", "zh-hans": "zh", "zh": "zh", "en-us": "en", "yue": "yue", "zh-hk": "yue"}
 
-Event = tuple[str, Any]  # ("started" | "final" | "complete" | "error", value)
+Event = tuple[str, Any]  # ("started" | "partial" | "final" | "complete" | "error", value)
 
 
 def language_hint(language: str) -> str:
@@ -44,10 +52,10 @@ class _Callback(RecognitionCallback):
 
     def on_event(self, result: RecognitionResult) -> None:
         sentence = result.get_sentence()
-        if isinstance(sentence, dict) and (
-            RecognitionResult.is_sentence_end(sentence) or sentence.get("sentence_end") is True
-        ):
-            self._events.put(("final", sentence.get("text") or ""))
+        if not isinstance(sentence, dict):
+            return
+        ended = RecognitionResult.is_sentence_end(sentence) or sentence.get("sentence_end") is True
+        self._events.put(("final" if ended else "partial", sentence.get("text") or ""))
 
     def on_complete(self) -> None:
         self._events.put(("complete", None))
@@ -110,13 +118,14 @@ class DashScopeAsrSession(AsrSession):
         events: CallbackQueue[Event],
         clock: CallClock,
         failures: Failures,
+        on_partial: PartialCallback | None,
     ) -> None:
         self._recognition = recognition
         self._events = events
         self._clock = clock
         self._failures = failures
         self._calls = SdkCalls()
-        self._sentences: list[str] = []
+        self._hypothesis = Hypothesis(on_partial)
         self._started = False
         self._failure: ProviderError | None = None
         self._ended = False  # stop() requested: no more audio
@@ -159,7 +168,7 @@ class DashScopeAsrSession(AsrSession):
                 raise self._fail(self._failures.timeout(self._clock, first_result)) from None
             try:
                 if self._handle(event):
-                    return join_phrases(self._sentences)
+                    return self._hypothesis.text
             except ProviderError:
                 self._recognition.abort()
                 raise
@@ -179,8 +188,10 @@ class DashScopeAsrSession(AsrSession):
         kind, value = event
         if kind == "started":
             self._started = True
+        elif kind == "partial":
+            self._hypothesis.partial(value)
         elif kind == "final":
-            self._sentences.append(value)
+            self._hypothesis.final(value)
         elif kind == "error":
             raise self._fail(self._error(*value))
         return kind == "complete"
@@ -212,7 +223,9 @@ class DashScopeAsrProvider(AsrProvider):
         self.languages = tuple(dict.fromkeys(lang for lang in languages if lang))
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
 
-    async def open(self, language: str | None) -> AsrSession:
+    async def open(
+        self, language: str | None, on_partial: PartialCallback | None = None
+    ) -> AsrSession:
         key = self._credentials.require("DashScope")
         clock = CallClock(self._deadlines)
         language = language or (self.languages[0] if self.languages else None)
@@ -232,7 +245,7 @@ class DashScopeAsrProvider(AsrProvider):
             **parameters,
         )
         failures = Failures("recognition", self._config.websocket_url, key)
-        session = DashScopeAsrSession(recognition, events, clock, failures)
+        session = DashScopeAsrSession(recognition, events, clock, failures, on_partial)
         try:
             await session.start()
         except BaseException:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 import dashscope
+import websocket
 
 from .base import CallClock, ErrorCode, ProviderError
 
@@ -99,3 +102,21 @@ class Failures:
     def timeout(self, clock: CallClock, phase_seconds: float) -> ProviderError:
         error = clock.timeout_error(self.what, phase_seconds)
         return self.error(error.code, error.message)
+
+
+def shutdown_websocket(app: websocket.WebSocketApp | None) -> None:
+    """Close an SDK's websocket-client connection without leaking its thread (non-blocking).
+
+    ``WebSocketApp.close`` closes the socket from the calling thread while the websocket
+    thread waits on it in ``select()``; when the close wins that race, the thread sleeps
+    forever. ``shutdown()`` without ``close()`` wakes the thread, even mid-handshake, and
+    the thread closes the socket itself.
+    """
+    if app is None:
+        return
+    app.keep_running = False
+    connection = app.sock  # read once: the websocket thread may clear it meanwhile
+    raw = connection.sock if connection is not None else None
+    if raw is not None:
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)

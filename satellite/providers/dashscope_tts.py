@@ -8,9 +8,7 @@ only the construction runs under the globals lock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,7 +29,7 @@ from .base import (
     TtsProvider,
     Voice,
 )
-from .dashscope_common import Failures, SdkCalls, api_key_global
+from .dashscope_common import Failures, SdkCalls, api_key_global, shutdown_websocket
 
 # How long a cancelled synthesis waits for the server to confirm before the socket is closed.
 CANCEL_WAIT_MILLIS = 1000
@@ -94,22 +92,8 @@ class _Synthesizer(SpeechSynthesizer):
         self._socket_events.put(("socket-error", error))
 
     def close(self) -> None:
-        """Shut the socket down and let the websocket thread close it.
-
-        The SDK's close (websocket-client's ``WebSocketApp.close``) closes the socket from the
-        calling thread while the websocket thread waits on it in ``select()``; when the close
-        wins that race, the thread sleeps forever: one leaked thread per synthesis, under load.
-        """
         self.complete_event.set()  # the task cannot finish now: release streaming_complete()
-        app = self.ws
-        if app is None:
-            return
-        app.keep_running = False
-        connection = app.sock  # read once: the websocket thread may clear it meanwhile
-        raw = connection.sock if connection is not None else None
-        if raw is not None:  # shutdown() without close() wakes the thread, even mid-handshake
-            with contextlib.suppress(OSError):
-                raw.shutdown(socket.SHUT_RDWR)
+        shutdown_websocket(self.ws)
 
 
 def _abort(synthesizer: SpeechSynthesizer) -> None:
@@ -208,7 +192,7 @@ class _Synthesis:
                 self._events,
                 model=tts.model,
                 voice=self._voice,
-                format=getattr(SdkAudioFormat, f"PCM_{tts.sample_rate}HZ_MONO_16BIT"),
+                format=getattr(SdkAudioFormat, f"PCM_{tts.default_sample_rate}HZ_MONO_16BIT"),
                 volume=tts.volume,
                 speech_rate=tts.speech_rate,
                 pitch_rate=tts.pitch,
@@ -270,10 +254,10 @@ class DashScopeTtsProvider(TtsProvider):
     ) -> None:
         self._config = config
         self._credentials = credentials
-        self._default_voice = default_voice or config.tts.voice
+        self._default_voice = default_voice or config.tts.default_voice
         self.model = config.tts.model
         self.voices = voice_list(self._default_voice, config.tts.voices)
-        self.audio_format = AudioFormat(config.tts.sample_rate, 2, 1)
+        self.audio_format = AudioFormat(config.tts.default_sample_rate, 2, 1)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
 
     async def synthesize(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 # Han, kana, CJK punctuation and full-width forms: scripts written without spaces between
 # words or sentences (Hangul is spaced, so it is not included).
 _CJK = re.compile(
     r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]"
 )
+
+# Where a sentence ends: Western punctuation before a space, CJK punctuation, a line break.
+_SENTENCE_END = re.compile(r"[.!?;](?=\s)|[。！？；]|\n")
 
 
 def join_phrases(phrases: list[str]) -> str:
@@ -20,3 +24,57 @@ def join_phrases(phrases: list[str]) -> str:
                 text += " "
             text += phrase
     return text
+
+
+class SentenceSplitter:
+    """Cuts streamed text into sentences as soon as each one is complete."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+
+    def feed(self, piece: str) -> list[str]:
+        self._buffer += piece
+        sentences: list[str] = []
+        start = 0
+        for match in _SENTENCE_END.finditer(self._buffer):
+            sentences.append(self._buffer[start : match.end()].strip())
+            start = match.end()
+        self._buffer = self._buffer[start:]
+        return [s for s in sentences if s]
+
+    def flush(self) -> list[str]:
+        rest, self._buffer = self._buffer.strip(), ""
+        return [rest] if rest else []
+
+
+class Hypothesis:
+    """The running text of one utterance: its final phrases and the current partial one.
+
+    ``on_change`` gets the whole text (finals and partial joined) whenever it changes.
+    """
+
+    def __init__(self, on_change: Callable[[str], None] | None) -> None:
+        self._on_change = on_change
+        self._finals: list[str] = []
+        self._partial = ""
+        self._reported = ""
+
+    @property
+    def text(self) -> str:
+        """The final phrases joined: the transcript."""
+        return join_phrases(self._finals)
+
+    def partial(self, text: str) -> None:
+        self._partial = text
+        self._report()
+
+    def final(self, text: str) -> None:
+        self._finals.append(text)
+        self._partial = ""
+        self._report()
+
+    def _report(self) -> None:
+        current = join_phrases([*self._finals, self._partial])
+        if current != self._reported and self._on_change is not None:
+            self._reported = current
+            self._on_change(current)

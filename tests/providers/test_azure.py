@@ -21,9 +21,9 @@ import pytest
 from satellite.config import AzureAsr, AzureConfig, AzureTts, Timeouts
 from satellite.providers.azure_asr import AzureAsrProvider, advertised_languages
 from satellite.providers.azure_common import speech_config
-from satellite.providers.azure_tts import AzureTtsProvider, SentenceSplitter
+from satellite.providers.azure_tts import AzureTtsProvider
 from satellite.providers.base import Credentials, ErrorCode, ProviderError, SynthesisOptions
-from satellite.providers.text import join_phrases
+from satellite.providers.text import SentenceSplitter, join_phrases
 from tests.fakes.azure import FakeAzure
 from tests.providers.common import failure, pieces, wait_for
 

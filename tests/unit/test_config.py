@@ -78,8 +78,8 @@ def test_omitted_keys_still_read_the_environment(monkeypatch):
     monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-from-env")
     loaded = parse_config({}, "built-in defaults")
     assert loaded.config.providers.dashscope.api_key.get_secret_value() == "sk-from-env"
-    assert loaded.config.speech.asr.provider == "dashscope"
-    assert loaded.config.speech.tts.provider == "dashscope"
+    assert loaded.config.speech.asr.provider == ("dashscope",)
+    assert loaded.config.speech.tts.provider == ("dashscope",)
 
 
 def test_unknown_key_names_the_path(tmp_path):
@@ -103,7 +103,7 @@ providers:
     )
     problems = problems_of(path)
     assert any(p.startswith("speech.uri: expected tcp://HOST:PORT") for p in problems)
-    assert any(p.startswith("speech.asr.provider:") and "'dashscope'" in p for p in problems)
+    assert any(p.startswith("speech.asr.provider") and "'dashscope'" in p for p in problems)
     assert any(
         p.startswith("providers.dashscope.tts.sample_rate:") and "22050" in p for p in problems
     )
