@@ -49,8 +49,15 @@ async def _start_speech(loaded: LoadedConfig) -> _Role:
 
     config = loaded.config.speech
     asr, tts = build_asr(loaded), build_tts(loaded)
-    service = SpeechService(asr=asr, tts=tts, info=build_info(asr, tts).event())
+    service = SpeechService(
+        asr=asr,
+        tts=tts,
+        info=build_info(asr, tts).event(),
+        transcript_streaming=config.asr.transcript_streaming,
+    )
     server = await _serve(config.uri, lambda r, w: SpeechHandler(r, w, service=service))
+    # Connections are opened ahead of the first request, without delaying readiness.
+    warm_up = [asyncio.create_task(asr.prepare()), asyncio.create_task(tts.prepare())]
     voice = tts.voices[0].name if tts.voices else "-"
     _LOGGER.info(
         "speech endpoint listening on %s: ASR %s %s (%s); TTS %s %s voice %s",
@@ -63,7 +70,7 @@ async def _start_speech(loaded: LoadedConfig) -> _Role:
         voice,
     )
     name = config.name or _default_name("speech")
-    return _Role(server, name, config.uri, [asr.close, tts.close])
+    return _Role(server, name, config.uri, [asr.close, tts.close], warm_up)
 
 
 async def _start_satellite(config: SatelliteConfig) -> _Role:

@@ -72,6 +72,7 @@ class Voice:
     name: str
     languages: tuple[str, ...]
     description: str = ""
+    provider: str = ""  # set by a failover chain: which of its providers speaks it
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ class AsrProvider(ABC):
     model: str  # model name shown in Home Assistant
     languages: tuple[str, ...]  # advertised; each is accepted verbatim in ``transcribe``
 
+    @property
+    def members(self) -> tuple[AsrProvider, ...]:
+        """The providers doing the work: this one, or each link of a failover chain."""
+        return (self,)
+
     @abstractmethod
     async def open(
         self, language: str | None, on_partial: PartialCallback | None = None
@@ -131,6 +137,11 @@ class TtsProvider(ABC):
     audio_format: AudioFormat  # format of every chunk ``synthesize`` yields
     model: str  # model or engine name shown in Home Assistant
     voices: tuple[Voice, ...]  # advertised; the first is the default
+
+    @property
+    def members(self) -> tuple[TtsProvider, ...]:
+        """The providers doing the work: this one, or each link of a failover chain."""
+        return (self,)
 
     @abstractmethod
     def synthesize(

@@ -78,3 +78,17 @@ class Hypothesis:
         if current != self._reported and self._on_change is not None:
             self._reported = current
             self._on_change(current)
+
+
+def stable_prefix(previous: str, current: str) -> str:
+    """The start two successive hypotheses agree on, cut back to a word boundary in spaced
+    scripts: the part of a live transcript unlikely to be revised."""
+    length = 0
+    for a, b in zip(previous, current, strict=False):
+        if a != b:
+            break
+        length += 1
+    prefix = current[:length]
+    if length < len(current) and length < len(previous) and prefix and not _CJK.match(prefix[-1]):
+        prefix = prefix[: prefix.rfind(" ") + 1]  # the last word may still change
+    return prefix

@@ -1,4 +1,9 @@
-"""The ``info`` the speech endpoint advertises to Home Assistant."""
+"""The ``info`` the speech endpoint advertises to Home Assistant.
+
+Home Assistant uses the first installed ASR and TTS program, so a failover chain is one
+program: a model per ASR provider, and every provider's voices, each labelled with its
+provider.
+"""
 
 from __future__ import annotations
 
@@ -18,46 +23,61 @@ ATTRIBUTIONS = {
         name="Microsoft Azure AI Speech",
         url="https://learn.microsoft.com/azure/ai-services/speech-service/",
     ),
+    "espeak": Attribution(name="eSpeak NG", url="https://github.com/espeak-ng/espeak-ng"),
 }
-_TITLES = {"dashscope": "DashScope", "azure": "Azure Speech"}
+_TITLES = {"dashscope": "DashScope", "azure": "Azure Speech", "espeak": "eSpeak NG"}
 
 
-def _program(provider: str, what: str) -> dict[str, Any]:
-    """The fields every program of this endpoint shares."""
+def _program(members: tuple[AsrProvider | TtsProvider, ...], what: str) -> dict[str, Any]:
+    """The fields every program of this endpoint shares, named after its first provider."""
+    first = members[0].name
+    titles = ", then ".join(_TITLES[m.name] for m in members)
     return {
-        "name": f"voice-satellite-{provider}",
-        "description": f"{_TITLES[provider]} {what} via voice-satellite",
-        "attribution": ATTRIBUTIONS[provider],
+        "name": f"voice-satellite-{first}",
+        "description": f"{titles} {what} via voice-satellite",
+        "attribution": ATTRIBUTIONS[first],
         "installed": True,
         "version": __version__,
     }
 
 
 def build_info(asr: AsrProvider | None, tts: TtsProvider | None) -> Info:
-    """Info with one ASR program and one TTS program, each named after its provider."""
+    """Info with one ASR program and one TTS program."""
     info = Info()
     if asr is not None:
-        model = AsrModel(
-            name=asr.model,
-            description=f"{_TITLES[asr.name]} {asr.model}",
-            attribution=ATTRIBUTIONS[asr.name],
-            installed=True,
-            version=None,
-            languages=list(asr.languages),
-        )
-        info.asr.append(AsrProgram(**_program(asr.name, "speech-to-text"), models=[model]))
-    if tts is not None:
-        voices = [
-            TtsVoice(
-                name=voice.name,
-                description=voice.description or voice.name,
-                attribution=ATTRIBUTIONS[tts.name],
+        members = asr.members
+        models = [
+            AsrModel(
+                name=member.model,
+                description=f"{_TITLES[member.name]} {member.model}",
+                attribution=ATTRIBUTIONS[member.name],
                 installed=True,
                 version=None,
-                languages=list(voice.languages),
+                languages=list(member.languages),
             )
-            for voice in tts.voices
+            for member in members
         ]
-        program = _program(tts.name, f"text-to-speech ({tts.model})")
+        program = _program(members, "speech-to-text")
+        info.asr.append(AsrProgram(**program, models=models, supports_transcript_streaming=True))
+    if tts is not None:
+        members = tts.members
+        chained = len(members) > 1
+        voices = []
+        for voice in tts.voices:
+            provider = voice.provider or tts.name
+            description = voice.description or voice.name
+            if chained:
+                description = f"{description} ({_TITLES[provider]})"
+            voices.append(
+                TtsVoice(
+                    name=voice.name,
+                    description=description,
+                    attribution=ATTRIBUTIONS[provider],
+                    installed=True,
+                    version=None,
+                    languages=list(voice.languages),
+                )
+            )
+        program = _program(members, f"text-to-speech ({tts.model})")
         info.tts.append(TtsProgram(**program, voices=voices, supports_synthesize_streaming=True))
     return info

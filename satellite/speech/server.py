@@ -2,8 +2,10 @@
 
 ASR audio is converted and streamed to the provider as it arrives; the transcript (or an
 ``error``) is written by the task that owns the utterance, so the connection keeps
-reading. TTS audio is written as the provider produces it. Streaming synthesis always
-ends with ``synthesize-stopped``, even after a failure.
+reading. A client that takes live transcripts also gets ``transcript-start``, a
+``transcript-chunk`` per new piece of the hypothesis, and ``transcript-stop`` after the
+final ``transcript``. TTS audio is written as the provider produces it. Streaming synthesis
+always ends with ``synthesize-stopped``, even after a failure.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
-from wyoming.asr import Transcribe, Transcript
+from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.info import Describe
@@ -30,6 +32,7 @@ from wyoming.tts import (
 
 from ..audio.pcm import AudioFormat, PcmConverter
 from ..providers.base import AsrProvider, ErrorCode, ProviderError, SynthesisOptions, TtsProvider
+from ..providers.text import stable_prefix
 from ..wyoming_handler import BadRequest, GuardedHandler, audio_format_of
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,6 +46,8 @@ class SpeechService:
     asr: AsrProvider | None
     tts: TtsProvider | None
     info: Event
+    # Live transcripts: "auto" sends them to clients that asked for the info first.
+    transcript_streaming: Literal["auto", "always", "never"] = "auto"
 
 
 def _audio_format(data: dict) -> AudioFormat:
@@ -79,6 +84,61 @@ async def _one_text(text: str) -> AsyncIterator[str]:
     yield text
 
 
+class _LiveTranscript:
+    """The hypotheses of one utterance, sent as ``transcript-start`` and ``-chunk`` events.
+
+    Chunks only ever append, and carry only text that two successive hypotheses agree on
+    (providers revise the tail of a hypothesis as they hear more). Should text already sent
+    be revised anyway, chunks pause until the hypothesis extends it again; the final
+    ``transcript`` is authoritative.
+    """
+
+    def __init__(self, write: Callable[[Event], Awaitable[None]], language: str | None) -> None:
+        self._write = write
+        self._language = language
+        self._sent = ""
+        self._started = False
+        self._previous = ""  # the last hypothesis
+        self._latest = ""  # its stable part
+        self._changed = asyncio.Event()
+        self._writer = asyncio.ensure_future(self._write_changes())
+
+    def update(self, hypothesis: str) -> None:
+        """The provider's partial callback (on the event loop; never blocks)."""
+        self._latest = stable_prefix(self._previous, hypothesis)
+        self._previous = hypothesis
+        self._changed.set()
+
+    async def _write_changes(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            await self._extend(self._latest)
+
+    async def _extend(self, hypothesis: str) -> None:
+        if not self._started:
+            self._started = True
+            await self._write(TranscriptStart(language=self._language).event())
+        if len(hypothesis) > len(self._sent) and hypothesis.startswith(self._sent):
+            chunk, self._sent = hypothesis[len(self._sent) :], hypothesis
+            await self._write(TranscriptChunk(text=chunk).event())
+
+    async def stop(self) -> None:
+        """Stop following the hypotheses (the writer is idle or finishing a write)."""
+        self._writer.cancel()
+        await asyncio.gather(self._writer, return_exceptions=True)
+
+    async def finish(self, text: str | None) -> None:
+        """Close the stream: the rest of the final ``text`` (None after a failure, when the
+        ``error`` has been sent), then ``transcript-stop``."""
+        await self.stop()
+        if text is not None:
+            await self._extend(text)
+            await self._write(Transcript(text=text, language=self._language).event())
+        if self._started:
+            await self._write(TranscriptStop().event())
+
+
 class _Utterance:
     """Audio of one transcription on its way to the provider."""
 
@@ -105,9 +165,11 @@ class SpeechHandler(GuardedHandler):
         self._tts_stream: _TextStream | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._tts_tail: asyncio.Task[None] | None = None
+        self._described = False  # the client has read our info (live transcripts advertised)
 
     async def dispatch(self, event: Event) -> None:
         if Describe.is_type(event.type):
+            self._described = True
             await self.write_event(self.service.info)
         elif Transcribe.is_type(event.type):
             language = event.data.get("language")
@@ -172,11 +234,17 @@ class SpeechHandler(GuardedHandler):
         self._utterance.audio.put_nowait(None)
         self._utterance = None
 
+    def _streams_transcripts(self) -> bool:
+        mode = self.service.transcript_streaming
+        return mode == "always" or (mode == "auto" and self._described)
+
     async def _transcribe(
         self, asr: AsrProvider, utterance: _Utterance, language: str | None
     ) -> None:
+        live = _LiveTranscript(self.write_event, language) if self._streams_transcripts() else None
+
         async def recognize() -> str:
-            session = await asr.open(language)
+            session = await asr.open(language, live.update if live is not None else None)
             try:
                 while (pcm := await utterance.audio.get()) is not None:
                     await session.send(pcm)
@@ -194,8 +262,14 @@ class SpeechHandler(GuardedHandler):
             )
             return text
 
-        text = await self._guard("ASR", asr.name, recognize())
-        if text is not None:
+        try:
+            text = await self._guard("ASR", asr.name, recognize())
+        finally:
+            if live is not None:
+                await live.stop()
+        if live is not None:
+            await live.finish(text)
+        elif text is not None:
             await self.write_event(Transcript(text=text, language=language).event())
 
     # --- text to speech ----------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 import pytest
+from wyoming.asr import Transcribe
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.info import Describe, Info
@@ -25,6 +26,7 @@ from satellite.providers.base import (
     AsrProvider,
     AsrSession,
     ErrorCode,
+    PartialCallback,
     ProviderError,
     SynthesisOptions,
     TtsProvider,
@@ -36,18 +38,25 @@ from tests.wyoming_client import connect, read, read_until, send_utterance
 
 
 class ScriptedSession(AsrSession):
-    def __init__(self, provider: ScriptedAsr) -> None:
+    """Reports the provider's next scripted hypothesis after each piece of audio."""
+
+    def __init__(self, provider: ScriptedAsr, on_partial: PartialCallback | None) -> None:
         self.provider = provider
+        self.on_partial = on_partial
         self.audio = bytearray()
+        self.pieces = 0
 
     async def send(self, pcm: bytes) -> None:
         self.audio += pcm
+        if self.on_partial is not None and self.pieces < len(self.provider.hypotheses):
+            self.on_partial(self.provider.hypotheses[self.pieces])
+        self.pieces += 1
 
     async def finish(self) -> str:
         self.provider.received.append(bytes(self.audio))
         if self.provider.fail_on_finish:
             raise ProviderError(ErrorCode.TIMEOUT, "no answer within 1 s")
-        return "你好。打开灯。"
+        return "你好。打开客厅的灯。"
 
     async def cancel(self) -> None:
         self.provider.cancelled += 1
@@ -62,15 +71,19 @@ class ScriptedAsr(AsrProvider):
         self.fail_on_open = False
         self.fail_on_finish = False
         self.cancelled = 0
+        # Whole hypotheses, one after each piece of audio; "打开可" is revised to "打开客厅".
+        self.hypotheses = ["你好", "你好。", "你好。打开可", "你好。打开客厅", "你好。打开客厅的"]
 
     model = "paraformer-realtime-v2"
     languages = ("zh", "en")
 
-    async def open(self, language: str | None) -> AsrSession:
+    async def open(
+        self, language: str | None, on_partial: PartialCallback | None = None
+    ) -> AsrSession:
         self.languages_opened.append(language)
         if self.fail_on_open:
             raise ProviderError(ErrorCode.AUTH_FAILED, "the key was rejected")
-        return ScriptedSession(self)
+        return ScriptedSession(self, on_partial)
 
 
 class ScriptedTts(TtsProvider):
@@ -133,9 +146,54 @@ async def test_transcribe_with_odd_chunks_reaches_provider_byte_exact(endpoint):
     client = await connect(port)
     await send_utterance(client, audio, chunk_bytes=333, language="zh")
     event = await read(client)
-    assert event.type == "transcript" and event.data["text"] == "你好。打开灯。"
+    assert event.type == "transcript" and event.data["text"] == "你好。打开客厅的灯。"
     assert asr.received == [audio]
     assert asr.languages_opened == ["zh"]
+    await client.disconnect()
+
+
+async def test_streaming_client_sees_live_partials_before_audio_stop(endpoint):
+    _, _, port = endpoint
+    client = await connect(port)
+    await client.write_event(Describe().event())  # it has read supports_transcript_streaming
+    assert Info.from_event(await read(client)).asr[0].supports_transcript_streaming
+    await client.write_event(Transcribe(language="zh").event())
+    await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+    for _ in range(5):
+        await client.write_event(AudioChunk(16000, 2, 1, bytes(320)).event())
+    live = [await read(client), await read(client), await read(client)]
+    assert [e.type for e in live] == ["transcript-start", "transcript-chunk", "transcript-chunk"]
+    assert live[0].data.get("language") == "zh"
+    await client.write_event(AudioStop().event())
+    events = live + await read_until(client, "transcript-stop")
+    chunks = [e.data["text"] for e in events if e.type == "transcript-chunk"]
+    # Only text two hypotheses agreed on went out live: the revised "可" never did.
+    assert "".join(chunks) == "你好。打开客厅的灯。" and "可" not in "".join(chunks)
+    assert [e.type for e in events[-2:]] == ["transcript", "transcript-stop"]
+    assert events[-2].data["text"] == "你好。打开客厅的灯。"
+    await client.disconnect()
+
+
+async def test_client_that_did_not_ask_gets_only_the_transcript(endpoint):
+    _, _, port = endpoint
+    client = await connect(port)
+    await send_utterance(client, bytes(3200), chunk_bytes=320, language="zh")
+    assert (await read(client)).type == "transcript"
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(client.read_event(), timeout=0.3)
+    await client.disconnect()
+
+
+async def test_failure_after_partials_sends_error_then_transcript_stop(endpoint):
+    asr, _, port = endpoint
+    asr.fail_on_finish = True
+    client = await connect(port)
+    await client.write_event(Describe().event())
+    await read(client)
+    await send_utterance(client, bytes(3200), chunk_bytes=320)
+    events = await read_until(client, "error")
+    assert events[0].type == "transcript-start" and events[-1].data["code"] == "timeout"
+    assert (await read(client)).type == "transcript-stop"
     await client.disconnect()
 
 

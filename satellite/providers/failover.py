@@ -1,0 +1,385 @@
+"""Failover across providers listed in order, with a circuit breaker per provider.
+
+A provider that fails before producing any output (no partial transcript, no audio) hands
+the request to the next one: buffered ASR audio is replayed and TTS text is sent again.
+A provider that fails after it has produced output ends the request with its error. A
+provider that keeps failing is skipped for a cool-down, then one request probes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Literal
+
+from ..audio.pcm import PcmConverter
+from ..config import FailoverConfig
+from .base import (
+    AsrProvider,
+    AsrSession,
+    ErrorCode,
+    PartialCallback,
+    ProviderError,
+    SynthesisOptions,
+    TtsProvider,
+    Voice,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+# Audio kept for a replay: 60 s of 16 kHz mono s16, longer than any voice command.
+MAX_REPLAY_BYTES = 60 * 32000
+
+BreakerState = Literal["closed", "open", "half-open"]
+
+
+class CircuitBreaker:
+    """Opens after ``failures`` consecutive failures; after ``cooldown_s`` one request probes.
+
+    Every ``begin()`` that returned True is followed by exactly one of ``succeeded()``,
+    ``failed()`` or ``abandoned()``.
+    """
+
+    def __init__(
+        self, label: str, settings: FailoverConfig, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.label = label
+        self._threshold = settings.failures
+        self._cooldown = settings.cooldown_s
+        self._clock = clock
+        self._consecutive = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> BreakerState:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self._cooldown:
+            return "half-open"
+        return "open"
+
+    def available(self) -> bool:
+        """Whether a request may use the provider now (no side effect)."""
+        state = self.state
+        return state == "closed" or (state == "half-open" and not self._probing)
+
+    def begin(self) -> bool:
+        """Claim an attempt; in the half-open state only one attempt at a time is let through."""
+        if not self.available():
+            return False
+        if self.state == "half-open":
+            self._probing = True
+        return True
+
+    def succeeded(self) -> None:
+        if self._opened_at is not None:
+            _LOGGER.info("%s answers again: back in use", self.label)
+        self._consecutive, self._opened_at, self._probing = 0, None, False
+
+    def failed(self) -> None:
+        self._consecutive += 1
+        was_probing, self._probing = self._probing, False
+        if was_probing or self._consecutive >= self._threshold:
+            self._opened_at = self._clock()
+            _LOGGER.warning(
+                "%s failed %d times in a row: skipped for %g s",
+                self.label,
+                self._consecutive,
+                self._cooldown,
+            )
+
+    def abandoned(self) -> None:
+        """The attempt ended without a verdict (the client went away)."""
+        self._probing = False
+
+
+def _passes_over(error: ProviderError) -> bool:
+    """Whether another provider might succeed where this one failed."""
+    return error.code != ErrorCode.BAD_REQUEST
+
+
+def _combined(role: str, errors: list[tuple[str, ProviderError]]) -> ProviderError:
+    """One error for a request that every provider failed: the last code, every reason."""
+    if not errors:
+        return ProviderError(ErrorCode.INTERNAL, f"{role}: no provider configured")
+    reasons = "; ".join(f"{name}: {error.message}" for name, error in errors)
+    return ProviderError(errors[-1][1].code, f"every provider failed: {reasons}")
+
+
+@dataclasses.dataclass
+class _Link:
+    """One provider of a chain and its breaker."""
+
+    name: str
+    breaker: CircuitBreaker
+
+
+def _candidates(links: list[_Link], first: int = 0) -> Iterator[int]:
+    """Indexes of the links to try, in order: those whose breaker is not open; when every
+    breaker is open, all of them (trying costs nothing when nothing else could answer)."""
+    order = [first, *(i for i in range(len(links)) if i != first)]
+    usable = [i for i in order if links[i].breaker.available()]
+    yield from usable or order
+
+
+def _log_failover(role: str, name: str, error: ProviderError) -> None:
+    _LOGGER.warning(
+        "%s %s failed before any output [%s]: %s", role, name, error.code, error.message
+    )
+
+
+# --- speech to text ----------------------------------------------------------
+
+
+class FailoverAsr(AsrProvider):
+    """ASR providers tried in order; the audio of an utterance is kept for a replay."""
+
+    def __init__(
+        self,
+        chain: list[AsrProvider],
+        settings: FailoverConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if len({p.input_format for p in chain}) != 1:
+            raise ValueError("ASR providers of a failover list must take the same audio format")
+        self._chain = tuple(chain)
+        self._links = [
+            _Link(p.name, CircuitBreaker(f"ASR {p.name}", settings, clock)) for p in chain
+        ]
+        self.name = ",".join(p.name for p in chain)
+        self.input_format = chain[0].input_format
+        self.model = chain[0].model
+        self.languages = tuple(dict.fromkeys(lang for p in chain for lang in p.languages))
+
+    @property
+    def members(self) -> tuple[AsrProvider, ...]:
+        return self._chain
+
+    def breaker(self, index: int) -> CircuitBreaker:
+        return self._links[index].breaker
+
+    async def open(
+        self, language: str | None, on_partial: PartialCallback | None = None
+    ) -> AsrSession:
+        session = _FailoverAsrSession(self, language, on_partial)
+        await session.start()
+        return session
+
+    async def prepare(self) -> None:
+        await asyncio.gather(*(p.prepare() for p in self.members))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.close() for p in self.members), return_exceptions=True)
+
+
+class _FailoverAsrSession(AsrSession):
+    def __init__(
+        self, owner: FailoverAsr, language: str | None, on_partial: PartialCallback | None
+    ) -> None:
+        self._owner = owner
+        self._language = language
+        self._on_partial = on_partial
+        self._audio: list[bytes] = []
+        self._audio_bytes = 0
+        self._replayable = True
+        self._produced = False  # the current provider has reported a partial
+        self._errors: list[tuple[str, ProviderError]] = []
+        self._order = iter(_candidates(owner._links))
+        self._index = -1
+        self._session: AsrSession | None = None
+
+    def _partial(self, text: str) -> None:
+        self._produced = True
+        if self._on_partial is not None:
+            self._on_partial(text)
+
+    async def start(self) -> None:
+        """Open the first provider that connects, replaying any audio kept so far."""
+        for index in self._order:
+            link = self._owner._links[index]
+            link.breaker.begin()  # when every breaker is open, this is not a probe
+            self._index, self._produced = index, False
+            try:
+                self._session = await self._owner.members[index].open(self._language, self._partial)
+                for pcm in self._audio:
+                    await self._session.send(pcm)
+                return
+            except ProviderError as error:
+                await self._failed(error)
+            except BaseException:
+                link.breaker.abandoned()
+                raise
+        raise _combined("ASR", self._errors)
+
+    async def _failed(self, error: ProviderError) -> None:
+        """Record a failure of the current provider; raise unless the next one may take over."""
+        link = self._owner._links[self._index]
+        link.breaker.failed()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.cancel()
+        if self._produced or not self._replayable or not _passes_over(error):
+            raise error
+        self._errors.append((link.name, error))
+        _log_failover("ASR", link.name, error)
+
+    async def send(self, pcm: bytes) -> None:
+        if self._replayable:
+            self._audio.append(pcm)
+            self._audio_bytes += len(pcm)
+            if self._audio_bytes > MAX_REPLAY_BYTES:
+                self._replayable, self._audio = False, []
+        if self._session is None:
+            await self.start()
+            return
+        try:
+            await self._session.send(pcm)
+        except ProviderError as error:
+            await self._failed(error)
+            await self.start()
+
+    async def finish(self) -> str:
+        while True:
+            if self._session is None:
+                await self.start()
+            assert self._session is not None
+            try:
+                text = await self._session.finish()
+            except ProviderError as error:
+                await self._failed(error)
+                continue
+            self._owner._links[self._index].breaker.succeeded()
+            if self._errors:
+                _LOGGER.info("ASR answered by %s", self._owner._links[self._index].name)
+            return text
+
+    async def cancel(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            self._owner._links[self._index].breaker.abandoned()
+            await session.cancel()
+
+
+# --- text to speech ----------------------------------------------------------
+
+
+class _Recording:
+    """The text of one request, read once from its source and replayable from the start.
+
+    A single task pulls the source, so a provider that stops reading (it failed, its reader
+    was cancelled) never disturbs the source for the next provider.
+    """
+
+    def __init__(self, source: AsyncIterator[str]) -> None:
+        self._pieces: list[str] = []
+        self._ended = False
+        self._changed = asyncio.Event()
+        self._pump = asyncio.ensure_future(self._read(source))
+
+    async def _read(self, source: AsyncIterator[str]) -> None:
+        try:
+            async for piece in source:
+                self._pieces.append(piece)
+                self._changed.set()
+        finally:
+            self._ended = True
+            self._changed.set()
+
+    async def replay(self) -> AsyncIterator[str]:
+        index = 0
+        while True:
+            while index < len(self._pieces):
+                yield self._pieces[index]
+                index += 1
+            if self._ended:
+                if self._pump.done() and not self._pump.cancelled():
+                    self._pump.result()  # the source's own failure, if any
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+    def close(self) -> None:
+        self._pump.cancel()
+
+
+class FailoverTts(TtsProvider):
+    """TTS providers tried in order; audio is converted to the first provider's format."""
+
+    def __init__(
+        self,
+        chain: list[TtsProvider],
+        settings: FailoverConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._chain = tuple(chain)
+        self._links = [
+            _Link(p.name, CircuitBreaker(f"TTS {p.name}", settings, clock)) for p in chain
+        ]
+        self.name = ",".join(p.name for p in chain)
+        self.audio_format = chain[0].audio_format
+        self.model = chain[0].model
+        voices: dict[str, Voice] = {}
+        for provider in chain:
+            for voice in provider.voices:
+                voices.setdefault(voice.name, dataclasses.replace(voice, provider=provider.name))
+        self.voices = tuple(voices.values())
+
+    @property
+    def members(self) -> tuple[TtsProvider, ...]:
+        return self._chain
+
+    def breaker(self, index: int) -> CircuitBreaker:
+        return self._links[index].breaker
+
+    def _owner_of(self, voice: str | None) -> int | None:
+        for index, provider in enumerate(self.members):
+            if any(v.name == voice for v in provider.voices):
+                return index
+        return None
+
+    async def synthesize(
+        self, text: AsyncIterator[str], options: SynthesisOptions
+    ) -> AsyncIterator[bytes]:
+        owner = self._owner_of(options.voice)
+        recording = _Recording(text)
+        errors: list[tuple[str, ProviderError]] = []
+        try:
+            for index in _candidates(self._links, owner or 0):
+                link, provider = self._links[index], self.members[index]
+                # A voice goes to the provider that has it (the first one for unknown voices).
+                mine = index == owner or (owner is None and index == 0)
+                link_options = dataclasses.replace(options, voice=options.voice if mine else None)
+                converter = PcmConverter(provider.audio_format, self.audio_format)
+                link.breaker.begin()  # when every breaker is open, this is not a probe
+                produced = False
+                try:
+                    async for pcm in provider.synthesize(recording.replay(), link_options):
+                        produced = True
+                        yield converter.convert(pcm)
+                except ProviderError as error:
+                    link.breaker.failed()
+                    if produced or not _passes_over(error):
+                        raise
+                    errors.append((link.name, error))
+                    _log_failover("TTS", link.name, error)
+                    continue
+                except BaseException:
+                    link.breaker.abandoned()
+                    raise
+                link.breaker.succeeded()
+                if errors:
+                    _LOGGER.info("TTS answered by %s", link.name)
+                return
+            raise _combined("TTS", errors)
+        finally:
+            recording.close()
+
+    async def prepare(self) -> None:
+        await asyncio.gather(*(p.prepare() for p in self.members))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.close() for p in self.members), return_exceptions=True)
