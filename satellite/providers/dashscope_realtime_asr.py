@@ -1,0 +1,214 @@
+"""Speech to text with DashScope's Qwen realtime ASR models (qwen3-asr-flash-realtime).
+
+``OmniRealtimeConversation`` takes the key and URL per connection, so no SDK global is touched.
+Without turn detection the audio is committed when it ends; with it, the server commits each
+turn after a pause, and the transcript joins every turn.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import websocket
+from dashscope.audio.qwen_omni import MultiModality, OmniRealtimeConversation
+from dashscope.audio.qwen_omni.omni_realtime import TranscriptionParams
+
+from ..config import DashScopeConfig
+from .base import (
+    AsrProvider,
+    AsrSession,
+    CallClock,
+    Credentials,
+    Deadlines,
+    PartialCallback,
+    ProviderError,
+)
+from .dashscope_asr import language_hint
+from .dashscope_common import Failures
+from .dashscope_realtime import (
+    RealtimeCallback,
+    RealtimeConnection,
+    RealtimeServerError,
+    WarmPool,
+)
+from .text import Hypothesis
+
+_TRANSCRIPTION = "conversation.item.input_audio_transcription"
+
+
+class _Conversation(OmniRealtimeConversation):
+    """Reports socket errors and unreadable frames, which the SDK only logs (or raises in its
+    websocket thread): a refused connection would otherwise wait out its 5 s connect loop."""
+
+    callback: RealtimeCallback
+
+    def _on_message(self, ws: websocket.WebSocketApp, message: object) -> None:
+        if self.callback.frame(ws, message):
+            super()._on_message(ws, message)
+
+    def _on_error(self, ws: object, error: object) -> None:
+        self.callback.socket_error(error)
+
+
+class QwenRealtimeAsrSession(AsrSession):
+    """One utterance on one realtime session; turns are joined in the order they were committed."""
+
+    def __init__(
+        self,
+        connection: RealtimeConnection,
+        clock: CallClock,
+        on_partial: PartialCallback | None,
+    ) -> None:
+        self._connection = connection
+        self._clock = clock
+        self._hypothesis = Hypothesis(on_partial)
+        self._items: list[str] = []  # committed, not yet transcribed, in commit order
+        self._transcripts: dict[str, str] = {}
+        self._uncommitted = False  # audio appended since the last commit
+        self._commit_sent = False  # our commit is not yet confirmed
+        self._turns_ending = 0  # speech_stopped seen: the server commits that turn next
+        self._commit_overtaken = False  # the server committed after our commit was sent
+        self._ended = False  # finishing, finished or cancelled: no more audio
+        self._released = False  # the connection is being ended or was cut
+        self._failure: ProviderError | None = None
+
+    async def send(self, pcm: bytes) -> None:
+        self._apply_ready()
+        if self._clock.limit(self._clock.deadlines.total) <= 0:
+            total = self._clock.deadlines.total
+            raise self._fail(self._connection.failures.timeout(self._clock, total))
+        if pcm and not self._ended:
+            audio = base64.b64encode(pcm).decode("ascii")
+            self._connection.call(self._connection.client.append_audio, audio)
+            self._uncommitted = True
+
+    async def finish(self) -> str:
+        self._apply_ready()
+        self._ended = True
+        if self._uncommitted:  # with turn detection: the end of the last turn
+            self._connection.call(self._connection.client.commit)
+            self._uncommitted, self._commit_sent = False, True
+        first_result = self._clock.deadlines.first_result
+        deadline = time.monotonic() + first_result
+        while self._commit_sent or self._items:
+            try:
+                event = await self._connection.next_event(
+                    self._clock.limit(deadline - time.monotonic())
+                )
+                self._handle(event)
+            except TimeoutError:
+                failures = self._connection.failures
+                raise self._fail(failures.timeout(self._clock, first_result)) from None
+            except RealtimeServerError as exc:
+                if not self._commit_overtaken:
+                    raise self._fail(exc) from None
+                # The server ended the last turn while our commit was on its way: it found
+                # nothing left to commit.
+                self._commit_sent = self._commit_overtaken = False
+            except ProviderError as exc:
+                raise self._fail(exc) from None
+        self._released = True
+        self._connection.end(finish_session=True)
+        return self._hypothesis.text
+
+    async def cancel(self) -> None:
+        self._ended = True
+        if not self._released:
+            self._released = True
+            self._connection.abort()
+
+    def _apply_ready(self) -> None:
+        """Handle the events that have arrived; raises the session's failure, if any."""
+        if self._failure is None:
+            try:
+                for event in self._connection.ready_events():
+                    self._handle(event)
+            except ProviderError as exc:
+                self._fail(exc)
+        if self._failure is not None:
+            raise self._failure
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "input_audio_buffer.speech_stopped":
+            self._turns_ending += 1
+        elif kind == "input_audio_buffer.committed":
+            self._items.append(event.get("item_id", ""))
+            if self._turns_ending:  # the server ended a turn: later audio needs a commit
+                self._turns_ending -= 1
+                self._uncommitted = False
+                self._commit_overtaken = self._commit_sent
+            else:  # ours
+                self._commit_sent = self._commit_overtaken = False
+        elif kind == f"{_TRANSCRIPTION}.text":
+            self._hypothesis.partial((event.get("text") or "") + (event.get("stash") or ""))
+        elif kind == f"{_TRANSCRIPTION}.completed":
+            self._transcripts[event.get("item_id", "")] = event.get("transcript") or ""
+            while self._items and self._items[0] in self._transcripts:
+                self._hypothesis.final(self._transcripts.pop(self._items.pop(0)))
+        elif kind == f"{_TRANSCRIPTION}.failed":
+            error = event.get("error") or {}
+            failures = self._connection.failures
+            raise failures.task_failed(error.get("code"), error.get("message"))
+
+    def _fail(self, error: ProviderError) -> ProviderError:
+        self._failure = error
+        self._ended = self._released = True
+        self._connection.abort()
+        return error
+
+
+class QwenRealtimeAsrProvider(AsrProvider):
+    name = "dashscope"
+
+    def __init__(
+        self, config: DashScopeConfig, credentials: Credentials, default_language: str | None
+    ) -> None:
+        self._config = config
+        self._credentials = credentials
+        languages = (default_language, *config.asr.languages)
+        self.model = config.asr.model
+        self.languages = tuple(dict.fromkeys(lang for lang in languages if lang))
+        self._deadlines = Deadlines.from_timeouts(config.timeouts)
+        failures = Failures("recognition", config.realtime_url, credentials.key)
+        self._pool = WarmPool(config.warm_connections, self._client, failures, self._deadlines)
+
+    async def open(
+        self, language: str | None, on_partial: PartialCallback | None = None
+    ) -> AsrSession:
+        self._credentials.require("DashScope")
+        clock = CallClock(self._deadlines)
+        language = language or (self.languages[0] if self.languages else None)
+        hint = language_hint(language) if language else None
+        asr = self._config.asr
+
+        def update(conversation: OmniRealtimeConversation) -> None:
+            conversation.update_session(
+                output_modalities=[MultiModality.TEXT],
+                enable_turn_detection=asr.turn_detection,
+                turn_detection_silence_duration_ms=asr.turn_detection_silence_ms,
+                transcription_params=TranscriptionParams(
+                    language=hint, sample_rate=self.input_format.rate, input_audio_format="pcm"
+                ),
+                **asr.parameters,  # explicit configuration wins
+            )
+
+        connection = await self._pool.acquire(clock, update)
+        return QwenRealtimeAsrSession(connection, clock, on_partial)
+
+    async def prepare(self) -> None:
+        if self._credentials.key:
+            await self._pool.fill()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    def _client(self, callback: RealtimeCallback) -> _Conversation:
+        return _Conversation(
+            self._config.asr.model,
+            callback,
+            url=self._config.realtime_url,
+            api_key=self._credentials.key,
+        )

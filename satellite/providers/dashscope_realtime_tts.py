@@ -1,0 +1,246 @@
+"""Text to speech with DashScope's Qwen realtime TTS models (qwen3-tts-flash-realtime,
+qwen-tts-realtime).
+
+``QwenTtsRealtime`` takes the URL as ``url=`` but copies the key from the ``dashscope.api_key``
+global in its constructor, so only the construction runs under the globals lock. In
+``server_commit`` mode the text goes out as it arrives and the server decides when to speak;
+in ``commit`` mode each sentence is committed as soon as it is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator, Mapping
+
+import websocket
+from dashscope.audio.qwen_tts_realtime import AudioFormat as SdkAudioFormat
+from dashscope.audio.qwen_tts_realtime import QwenTtsRealtime
+
+from ..audio.pcm import AudioFormat
+from ..config import DashScopeConfig, DashScopeTts
+from .base import (
+    CallClock,
+    Credentials,
+    Deadlines,
+    ProviderError,
+    SynthesisOptions,
+    TtsProvider,
+    Voice,
+)
+from .dashscope_common import Failures, api_key_global
+from .dashscope_realtime import RealtimeCallback, RealtimeConnection, WarmPool
+from .text import SentenceSplitter
+
+_LANGUAGES = ("zh", "en")  # qwen-tts-realtime speaks Chinese and English only
+# Every qwen3-tts-flash-realtime voice speaks each of the model's languages.
+_QWEN3_LANGUAGES = ("zh", "en", "es", "ru", "it", "fr", "ko", "ja", "de", "pt")
+
+# System voices of both models: (name, description).
+CATALOGUE = (
+    ("Cherry", "Cherry: sunny, friendly female voice"),
+    ("Serena", "Serena: gentle female voice"),
+    ("Ethan", "Ethan: sunny, warm male voice"),
+    ("Chelsie", "Chelsie: soft, anime-style female voice"),
+)
+# Further system voices of qwen3-tts-flash-realtime.
+QWEN3_CATALOGUE = (
+    ("Nofish", ""),
+    ("Jennifer", ""),
+    ("Ryan", ""),
+    ("Katerina", ""),
+    ("Elias", ""),
+)
+
+
+def voice_list(model: str, default: str, extra: Mapping[str, tuple[str, ...]]) -> tuple[Voice, ...]:
+    """The model's system voices plus configured ones, the default first (listed even if
+    unknown)."""
+    languages = _QWEN3_LANGUAGES if model.startswith("qwen3") else _LANGUAGES
+    catalogue = CATALOGUE + QWEN3_CATALOGUE if model.startswith("qwen3") else CATALOGUE
+    voices = {name: Voice(name, languages, description) for name, description in catalogue}
+    for name, voice_languages in extra.items():
+        description = voices[name].description if name in voices else ""
+        voices[name] = Voice(name, tuple(voice_languages) or languages, description)
+    first = voices.pop(default, None) or Voice(default, languages, "configured voice")
+    return (first, *voices.values())
+
+
+class _Tts(QwenTtsRealtime):
+    """Reports socket errors and unreadable frames, which the SDK only logs: a refused
+    connection would otherwise wait out its 5 s connect loop, a broken frame go unnoticed."""
+
+    callback: RealtimeCallback
+
+    def on_message(self, ws: websocket.WebSocketApp, message: object) -> None:
+        if self.callback.frame(ws, message):
+            super().on_message(ws, message)
+
+    def on_error(self, ws: object, error: object) -> None:
+        self.callback.socket_error(error)
+
+
+class _Synthesis:
+    """One ``synthesize`` call: ``feed`` (a task) sends the text as it arrives while the
+    generator reads audio, so audio flows while text is still coming."""
+
+    def __init__(self, pool: WarmPool, config: DashScopeTts, deadlines: Deadlines, voice: str):
+        self._pool = pool
+        self._config = config
+        self._deadlines = deadlines
+        self._voice = voice
+        self._splitter = SentenceSplitter() if config.mode == "commit" else None
+        # The session, once configured (None: there was no text to speak).
+        self._started: asyncio.Future[RealtimeConnection | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._connection: RealtimeConnection | None = None
+        self._clock: CallClock | None = None  # starts with the first text
+        self._text_sent_at: float | None = None
+        self._audio_started = False
+        self._complete = False
+
+    async def feed(self, text: AsyncIterator[str]) -> None:
+        """Send every piece (connecting on the first non-blank one), then finish; failures go
+        to the reading side."""
+        try:
+            async for piece in text:
+                if self._connection is None:
+                    if not piece.strip():
+                        continue
+                    self._clock = CallClock(self._deadlines)
+                    self._connection = await self._pool.acquire(self._clock, self._update)
+                    self._started.set_result(self._connection)
+                if piece:
+                    self._send(self._connection, piece)
+            if self._connection is None:
+                self._started.set_result(None)
+            else:
+                self._finish(self._connection)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # raised again by the reading side
+            if self._connection is None:
+                self._started.set_exception(exc)
+            else:
+                self._connection.report(exc)
+
+    async def next_audio(self) -> bytes | None:
+        """The next audio chunk, or None once all audio has come."""
+        connection = await self._started
+        if connection is None:
+            return None
+        while True:
+            try:
+                event = await connection.next_event(self._wait_limit())
+            except TimeoutError:
+                raise self._timeout(connection) from None
+            kind = event.get("type")
+            if kind == "response.audio.delta":
+                if audio := base64.b64decode(event.get("delta") or ""):
+                    self._audio_started = True
+                    return audio
+            elif kind == "session.finished":
+                self._complete = True
+                return None
+
+    def close(self) -> None:
+        """Release the session: cut it now unless it has finished."""
+        if self._connection is None:
+            return  # nothing connected, or the cancelled feeder aborts its connect
+        if self._complete:
+            self._connection.end(finish_session=False)
+        else:
+            self._connection.abort()
+
+    def _update(self, client: QwenTtsRealtime) -> None:
+        config = self._config
+        client.update_session(
+            self._voice,
+            response_format=SdkAudioFormat.PCM_24000HZ_MONO_16BIT,
+            mode=config.mode,
+            sample_rate=config.default_sample_rate,
+            volume=config.volume,
+            speech_rate=config.speech_rate,
+            pitch_rate=config.pitch,
+            language_type=config.language_type,
+            instructions=config.instructions,
+        )
+
+    def _send(self, connection: RealtimeConnection, piece: str) -> None:
+        if self._splitter is None:
+            self._append(connection, piece)
+            return
+        for sentence in self._splitter.feed(piece):
+            self._append(connection, sentence)
+            connection.call(connection.client.commit)
+
+    def _finish(self, connection: RealtimeConnection) -> None:
+        """Commit what is left (commit mode) and end the session: the server speaks the rest,
+        then answers session.finished."""
+        for sentence in self._splitter.flush() if self._splitter is not None else []:
+            self._append(connection, sentence)
+            connection.call(connection.client.commit)
+        connection.call(connection.client.finish)
+
+    def _append(self, connection: RealtimeConnection, text: str) -> None:
+        connection.call(connection.client.append_text, text)
+        if self._text_sent_at is None:
+            self._text_sent_at = time.monotonic()
+
+    def _wait_limit(self) -> float:
+        assert self._clock is not None
+        if self._text_sent_at is None or self._audio_started:
+            return self._clock.limit(self._deadlines.total)
+        waited = time.monotonic() - self._text_sent_at
+        return self._clock.limit(self._deadlines.first_result - waited)
+
+    def _timeout(self, connection: RealtimeConnection) -> ProviderError:
+        assert self._clock is not None
+        waiting_first = self._text_sent_at is not None and not self._audio_started
+        phase = self._deadlines.first_result if waiting_first else self._deadlines.total
+        return connection.failures.timeout(self._clock, phase)
+
+
+class QwenRealtimeTtsProvider(TtsProvider):
+    name = "dashscope"
+
+    def __init__(
+        self, config: DashScopeConfig, credentials: Credentials, default_voice: str | None
+    ) -> None:
+        self._config = config
+        self._credentials = credentials
+        self._default_voice = default_voice or config.tts.default_voice
+        self.model = config.tts.model
+        self.voices = voice_list(self.model, self._default_voice, config.tts.voices)
+        self.audio_format = AudioFormat(config.tts.default_sample_rate, 2, 1)
+        self._deadlines = Deadlines.from_timeouts(config.timeouts)
+        failures = Failures("synthesis", config.realtime_url, credentials.key)
+        self._pool = WarmPool(config.warm_connections, self._client, failures, self._deadlines)
+
+    async def synthesize(
+        self, text: AsyncIterator[str], options: SynthesisOptions
+    ) -> AsyncIterator[bytes]:
+        # SSML is not understood by these models: the text goes through unchanged.
+        self._credentials.require("DashScope")
+        voice = options.voice or self._default_voice
+        synthesis = _Synthesis(self._pool, self._config.tts, self._deadlines, voice)
+        feeder = asyncio.create_task(synthesis.feed(text))
+        try:
+            while (chunk := await synthesis.next_audio()) is not None:
+                yield chunk
+        finally:
+            feeder.cancel()
+            synthesis.close()
+
+    async def prepare(self) -> None:
+        if self._credentials.key:
+            await self._pool.fill()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    def _client(self, callback: RealtimeCallback) -> _Tts:
+        with api_key_global(self._credentials.key):
+            return _Tts(self._config.tts.model, callback=callback, url=self._config.realtime_url)
