@@ -131,3 +131,28 @@ async def test_streaming_client_sees_partials_through_the_chain(clouds):
     chunks = "".join(e.data["text"] for e in events if e.type == "transcript-chunk")
     assert chunks == events[-2].data["text"] == "你好。打开客厅的灯。"
     await client.disconnect()
+
+
+async def test_offline_voice_answers_when_every_cloud_is_unreachable(tmp_path):
+    dashscope, azure = FakeDashScope(), FakeAzure()
+    dashscope.fault = azure.fault = "refuse"  # the internet is down
+    with dashscope, azure:
+        daemon = Daemon(
+            tmp_path,
+            f"""
+speech:
+  uri: LISTEN_URI
+  tts: {{provider: [dashscope, azure, espeak]}}
+providers:
+  dashscope: {{websocket_url: {dashscope.url}, warm_connections: 0}}
+  azure: {{host: {azure.host}, warm_connections: 0}}
+  espeak: {{voice: en-us}}
+""",
+        )
+        try:
+            daemon.wait_listening()
+            audio = await speak(daemon.port, "I can't reach the cloud.")
+            assert len(audio) > 22050 * 2 * 0.5  # over half a second of speech
+            assert "TTS answered by espeak" in daemon.logs()
+        finally:
+            assert daemon.stop() == 0, daemon.logs()
