@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from xml.sax.saxutils import escape, quoteattr
 
@@ -24,6 +26,7 @@ from .base import (
 )
 from .text import SentenceSplitter
 
+_LOGGER = logging.getLogger(__name__)
 _WHAT = "Azure TTS"
 _FORMATS = {
     8000: speechsdk.SpeechSynthesisOutputFormat.Raw8Khz16BitMonoPcm,
@@ -33,7 +36,7 @@ _FORMATS = {
     44100: speechsdk.SpeechSynthesisOutputFormat.Raw44100Hz16BitMonoPcm,
     48000: speechsdk.SpeechSynthesisOutputFormat.Raw48Khz16BitMonoPcm,
 }
-_MAX_IDLE = 4  # connected synthesizers kept for the next requests
+_MAX_IDLE = 4  # connected synthesizers kept for the next requests (more if warm_connections says)
 
 
 def voice_locale(voice: str) -> str:
@@ -108,6 +111,11 @@ class _Synthesizer:
         self.synthesizer.synthesis_canceled.connect(
             lambda e: put(SdkEvent("canceled", cancellation=_cancellation(e)))
         )
+
+    def open(self) -> None:
+        """Start connecting now rather than at the first request; ``connected`` follows."""
+        assert self.connection is not None
+        self.connection.open(for_continuous_recognition=False)
 
     def speak(self, ssml: str, events: CallbackQueue[SdkEvent]) -> None:
         """Start speaking (returns at once); events go to ``events``."""
@@ -204,6 +212,34 @@ class AzureTtsProvider(TtsProvider):
         names = dict.fromkeys((self._voice, *config.tts.voices))
         self.voices = tuple(describe_voice(name) for name in names)
         self._idle: list[_Synthesizer] = []
+        self._max_idle = max(_MAX_IDLE, config.warm_connections)
+
+    async def prepare(self) -> None:
+        """Connect ``warm_connections`` synthesizers ahead of the first requests (the SDK
+        keeps a synthesizer's connection open between requests)."""
+        count = self._config.warm_connections - len(self._idle)
+        await asyncio.gather(*(self._warm_up() for _ in range(count)))
+
+    async def _warm_up(self) -> None:
+        """Add one synthesizer to the idle ones once it has connected (or failed to, or the
+        connect deadline passed: a request then connects it again)."""
+        try:
+            synth = await run_blocking(self._new_synthesizer)
+        except ProviderError:  # no key or region: requests report it
+            return
+        events: CallbackQueue[SdkEvent] = CallbackQueue()
+        synth.sink.events = events
+        timeout = self._config.timeouts.connect
+        try:
+            await run_blocking(synth.open)
+            await events.get(timeout)  # connected, or disconnected: nothing else comes
+        except TimeoutError:  # e.g. a rejected key: the SDK reports it only to a request
+            _LOGGER.warning("%s: no warm connection within %g s", _WHAT, timeout)
+        except RuntimeError as exc:  # what the SDK raises when a native call fails
+            _LOGGER.warning("%s: no warm connection: %s", _WHAT, exc)
+        finally:
+            synth.sink.events = None
+            self.give_back(synth)
 
     async def synthesize(
         self, text: AsyncIterator[str], options: SynthesisOptions
@@ -238,6 +274,9 @@ class AzureTtsProvider(TtsProvider):
     def take_synthesizer(self) -> _Synthesizer:
         if self._idle:
             return self._idle.pop()
+        return self._new_synthesizer()
+
+    def _new_synthesizer(self) -> _Synthesizer:
         config = speech_config(self._config, self._credentials)
         config.set_speech_synthesis_output_format(_FORMATS[self.audio_format.rate])
         # Without this the SDK waits 40 s for a silent service, then retries once.
@@ -247,7 +286,7 @@ class AzureTtsProvider(TtsProvider):
         return _Synthesizer(config)
 
     def give_back(self, synth: _Synthesizer) -> None:
-        if len(self._idle) < _MAX_IDLE:
+        if len(self._idle) < self._max_idle:
             self._idle.append(synth)
         else:
             run_blocking_detached(synth.release)

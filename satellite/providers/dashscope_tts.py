@@ -8,9 +8,13 @@ only the construction runs under the globals lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
+import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from dashscope.audio.tts_v2 import AudioFormat as SdkAudioFormat
@@ -31,9 +35,16 @@ from .base import (
 )
 from .dashscope_common import Failures, SdkCalls, api_key_global, shutdown_websocket
 
+_LOGGER = logging.getLogger(__name__)
+
 # How long a cancelled synthesis waits for the server to confirm before the socket is closed.
 CANCEL_WAIT_MILLIS = 1000
 _LANGUAGES = ("zh", "en")
+# A warm connection idle this long is replaced: servers drop idle websockets.
+MAX_IDLE_SECONDS = 25.0
+# After a failed pre-connect, the next attempt waits this long (doubling up to the maximum).
+RETRY_SECONDS = 30.0
+MAX_RETRY_SECONDS = 300.0
 
 # Well-known CosyVoice v2 system voices (all speak Chinese and English).
 CATALOGUE = (
@@ -61,39 +72,234 @@ def voice_list(default: str, extra: dict[str, tuple[str, ...]]) -> tuple[Voice, 
     return (first, *voices.values())
 
 
+class _Sink:
+    """Where a synthesizer's events go: the queue of the request using it (None while warm)."""
+
+    def __init__(self, events: CallbackQueue[Event] | None) -> None:
+        self.events = events
+
+    def put(self, event: Event) -> None:
+        events = self.events  # read once: a request may take the synthesizer meanwhile
+        if events is not None:
+            events.put(event)
+
+
 class _Callback(ResultCallback):
     """Runs on the SDK's websocket thread: hands everything to the synthesis queue."""
 
-    def __init__(self, events: CallbackQueue[Event]) -> None:
-        self._events = events
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
 
     def on_open(self) -> None:  # task-started, just before the first text is sent
-        self._events.put(("started", time.monotonic()))
+        self._sink.put(("started", time.monotonic()))
 
     def on_data(self, data: bytes) -> None:
-        self._events.put(("audio", bytes(data)))
+        self._sink.put(("audio", bytes(data)))
 
     def on_complete(self) -> None:
-        self._events.put(("complete", None))
+        self._sink.put(("complete", None))
 
     def on_error(self, message: str) -> None:  # a task-failed event, as raw JSON
-        self._events.put(("task-failed", message))
+        self._sink.put(("task-failed", message))
 
 
 class _Synthesizer(SpeechSynthesizer):
     """Reports websocket failures, which the SDK only logs: a refused or unauthorized
-    connection would otherwise surface as the SDK's 5 s connect timeout."""
+    connection would otherwise surface as the SDK's 5 s connect timeout.
 
-    def __init__(self, events: CallbackQueue[Event], **kwargs: Any) -> None:
-        super().__init__(callback=_Callback(events), **kwargs)
-        self._socket_events = events
+    A warm synthesizer (pre-connected by ``_WarmPool``) never reports a socket failure that
+    comes before its task has started: its connection went stale, and the request using it
+    connects anew instead.
+    """
+
+    def __init__(self, sink: _Sink, **kwargs: Any) -> None:
+        super().__init__(callback=_Callback(sink), **kwargs)
+        self.sink = sink
+        self.warm = False
+        self.failure: object = None  # why a warm connection failed
+
+    def connect(self, timeout: float) -> None:
+        """Blocking: open the websocket ahead of the task, as the SDK's own pool does."""
+        self.warm = True
+        self._SpeechSynthesizer__connect(timeout)
+
+    @property
+    def ready(self) -> bool:
+        """Warm, still connected, and nothing has gone wrong since."""
+        return self._SpeechSynthesizer__is_connected() and not self.start_event.is_set()
 
     def on_error(self, ws: object, error: object) -> None:
-        self._socket_events.put(("socket-error", error))
+        if self.warm and not self.start_event.is_set():
+            self.failure = error
+            # A streaming_call waiting for task-started raises this at once.
+            self._receiver_error = ConnectionError(f"warm connection lost: {error}")
+            self.start_event.set()
+            shutdown_websocket(self.ws)
+            return
+        self.sink.put(("socket-error", error))
 
     def close(self) -> None:
         self.complete_event.set()  # the task cannot finish now: release streaming_complete()
         shutdown_websocket(self.ws)
+
+
+def _new_synthesizer(
+    config: DashScopeConfig, key: str, voice: str, events: CallbackQueue[Event] | None
+) -> _Synthesizer:
+    """Blocking (waits for the globals lock): a synthesizer, not yet connected."""
+    tts = config.tts
+    with api_key_global(key):
+        return _Synthesizer(
+            _Sink(events),
+            model=tts.model,
+            voice=voice,
+            format=getattr(SdkAudioFormat, f"PCM_{tts.default_sample_rate}HZ_MONO_16BIT"),
+            volume=tts.volume,
+            speech_rate=tts.speech_rate,
+            pitch_rate=tts.pitch,
+            url=config.websocket_url,
+        )
+
+
+def _socket_failure(failures: Failures, error: object, started: bool) -> ProviderError:
+    status = getattr(error, "status_code", None)
+    if status in (401, 403):
+        return failures.auth(status)
+    return failures.lost(error) if started else failures.connect(error)
+
+
+class _WarmPool:
+    """Up to ``size`` connected synthesizers for the provider's default voice and format.
+
+    The SDK's ``SpeechSynthesizerObjectPool`` does not fit: it is a process-wide singleton
+    whose ``__init__`` runs again on every construction (each time starting another
+    never-ending, non-daemon reconnect thread), it connects all its objects one after the
+    other, blocking, in that constructor, and it hands out plain ``SpeechSynthesizer``s
+    without our failure reporting and thread-safe close.
+
+    A synthesizer built directly closes its socket after its task, so each warm one serves
+    one request; ``take`` makes the background task connect a replacement. Connections idle
+    longer than ``MAX_IDLE_SECONDS`` are replaced; after a failed connect the next attempt
+    waits ``RETRY_SECONDS`` (doubling), so a bad key or a dead server is not hammered.
+    """
+
+    def __init__(
+        self, size: int, create: Callable[[], _Synthesizer], timeout: float, failures: Failures
+    ) -> None:
+        self._size = size
+        self._create = create
+        self._timeout = timeout
+        self._failures = failures
+        self._idle: list[tuple[_Synthesizer, float]] = []  # with when each connected
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._retry_at = 0.0
+        self._retry_seconds = RETRY_SECONDS
+        # Every synthesizer connecting or idle: close() shuts them, whatever thread has them.
+        self._lock = threading.Lock()
+        self._owned: set[_Synthesizer] = set()
+        self._closed = False
+
+    async def start(self) -> None:
+        """Connect the first synthesizers, then keep the pool full in the background."""
+        await self._replenish()
+        if not self._closed:
+            self._task = asyncio.create_task(self._maintain(), name="dashscope-tts-warm")
+
+    @property
+    def ready_count(self) -> int:
+        return sum(synthesizer.ready for synthesizer, _ in self._idle)
+
+    def take(self) -> _Synthesizer | None:
+        """A connected synthesizer, now the caller's to use and close; None if none is ready."""
+        while self._idle:
+            synthesizer, _ = self._idle.pop()  # the newest is the likeliest to be alive
+            self._wake.set()
+            self._disown(synthesizer)
+            if synthesizer.ready:
+                return synthesizer
+            synthesizer.close()
+        return None
+
+    async def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            owned, self._owned = self._owned, set()
+        self._idle.clear()
+        for synthesizer in owned:
+            synthesizer.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _maintain(self) -> None:
+        while not self._closed:
+            self._wake.clear()
+            now = time.monotonic()
+            for entry in list(self._idle):
+                synthesizer, connected_at = entry
+                if now - connected_at > MAX_IDLE_SECONDS or not synthesizer.ready:
+                    self._idle.remove(entry)
+                    self._disown(synthesizer)
+                    synthesizer.close()
+            if len(self._idle) < self._size and now >= self._retry_at:
+                await self._replenish()
+                continue
+            due = [connected_at + MAX_IDLE_SECONDS for _, connected_at in self._idle]
+            if len(self._idle) < self._size:
+                due.append(self._retry_at)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, min(due) - now) if due else None):
+                    await self._wake.wait()
+
+    async def _replenish(self) -> None:
+        """Connect one synthesizer per empty place, all at once."""
+        missing = self._size - len(self._idle)
+        results = await asyncio.gather(
+            *(run_blocking(self._connect) for _ in range(missing)), return_exceptions=True
+        )
+        if self._closed:
+            return
+        now = time.monotonic()
+        self._idle += [(r, now) for r in results if isinstance(r, _Synthesizer)]
+        failure = next((r for r in results if isinstance(r, Exception)), None)
+        if failure is None:
+            self._retry_seconds = RETRY_SECONDS
+            return
+        error = _socket_failure(self._failures, failure, started=False)
+        _LOGGER.warning("%s; next attempt in %g s", error.message, self._retry_seconds)
+        self._retry_at = now + self._retry_seconds
+        self._retry_seconds = min(2 * self._retry_seconds, MAX_RETRY_SECONDS)
+
+    def _connect(self) -> _Synthesizer | None:
+        """Blocking: a connected synthesizer (None if the pool closed); raises the reason of
+        a failed connection."""
+        synthesizer = self._create()
+        with self._lock:
+            if self._closed:
+                return None
+            self._owned.add(synthesizer)
+        try:
+            synthesizer.connect(self._timeout)
+        except Exception as exc:
+            self._disown(synthesizer)
+            synthesizer.close()
+            if isinstance(synthesizer.failure, Exception):  # e.g. the handshake's HTTP 401
+                raise synthesizer.failure from None
+            if isinstance(exc, TimeoutError):  # the SDK's message names its default 5 s
+                raise TimeoutError(f"no connection within {self._timeout:g} s") from None
+            raise
+        with self._lock:
+            closed = self._closed
+        if closed:  # close() may have come before the socket it shuts existed
+            synthesizer.close()
+            return None
+        return synthesizer
+
+    def _disown(self, synthesizer: _Synthesizer) -> None:
+        with self._lock:
+            self._owned.discard(synthesizer)
 
 
 def _abort(synthesizer: SpeechSynthesizer) -> None:
@@ -108,11 +314,19 @@ class _Synthesis:
     """One ``synthesize`` call: ``feed`` (a task) sends the text as it arrives while the
     generator reads audio from the queue, so audio flows while text is still coming."""
 
-    def __init__(self, config: DashScopeConfig, deadlines: Deadlines, key: str, voice: str) -> None:
+    def __init__(
+        self,
+        config: DashScopeConfig,
+        deadlines: Deadlines,
+        key: str,
+        voice: str,
+        pool: _WarmPool | None,
+    ) -> None:
         self._config = config
         self._deadlines = deadlines
         self._key = key
         self._voice = voice
+        self._pool = pool  # warm synthesizers for this voice, if any
         self._failures = Failures("synthesis", config.websocket_url, key)
         self._events: CallbackQueue[Event] = CallbackQueue()
         self._calls = SdkCalls()
@@ -172,9 +386,26 @@ class _Synthesis:
         run_blocking_detached(self._calls.close, _abort, self._synthesizer)
 
     async def _start(self, piece: str) -> None:
-        """Connect, start the task and send the first text, within the connect deadline."""
+        """Start the task and send the first text, within the connect deadline: on a warm
+        connection if one is ready, else (or if it turns out stale) on a new one."""
         self._clock = CallClock(self._deadlines)
-        self._synthesizer = await run_blocking(self._create)
+        warm = self._pool.take() if self._pool is not None else None
+        if warm is not None:
+            warm.sink.events = self._events
+            self._synthesizer = warm
+            if await self._run_task(piece):
+                return
+            warm.sink.events = None
+            warm.close()
+            _LOGGER.debug("warm connection was stale: connecting anew")
+        self._synthesizer = await run_blocking(
+            _new_synthesizer, self._config, self._key, self._voice, self._events
+        )
+        await self._run_task(piece)
+
+    async def _run_task(self, piece: str) -> bool:
+        """Send run-task and the first text; False if a warm connection proved stale first."""
+        assert self._synthesizer is not None and self._clock is not None
         try:
             async with asyncio.timeout(self._clock.limit(self._deadlines.connect)):
                 await run_blocking(self._calls.run, self._synthesizer.streaming_call, piece)
@@ -183,21 +414,10 @@ class _Synthesis:
         except RequestFailure as exc:  # task-failed instead of task-started
             raise self._failures.task_failed(exc.name, exc.message) from None
         except Exception as exc:
+            if self._synthesizer.warm:
+                return False
             raise self._failures.connect(exc) from None
-
-    def _create(self) -> _Synthesizer:
-        tts = self._config.tts
-        with api_key_global(self._key):
-            return _Synthesizer(
-                self._events,
-                model=tts.model,
-                voice=self._voice,
-                format=getattr(SdkAudioFormat, f"PCM_{tts.default_sample_rate}HZ_MONO_16BIT"),
-                volume=tts.volume,
-                speech_rate=tts.speech_rate,
-                pitch_rate=tts.pitch,
-                url=self._config.websocket_url,
-            )
+        return True
 
     async def _send(self, piece: str) -> None:
         assert self._synthesizer is not None
@@ -238,12 +458,7 @@ class _Synthesis:
             return self._failures.task_failed("unknown", message)
 
     def _socket_error(self, error: object) -> ProviderError:
-        status = getattr(error, "status_code", None)
-        if status in (401, 403):
-            return self._failures.auth(status)
-        if self._started_at is None:
-            return self._failures.connect(error)
-        return self._failures.lost(error)
+        return _socket_failure(self._failures, error, self._started_at is not None)
 
 
 class DashScopeTtsProvider(TtsProvider):
@@ -259,15 +474,38 @@ class DashScopeTtsProvider(TtsProvider):
         self.voices = voice_list(self._default_voice, config.tts.voices)
         self.audio_format = AudioFormat(config.tts.default_sample_rate, 2, 1)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
+        self._pool: _WarmPool | None = None
+
+    async def prepare(self) -> None:
+        """Open ``warm_connections`` connections for the default voice (none without a key)."""
+        key = self._credentials.key
+        if self._pool is not None or not key or not self._config.warm_connections:
+            return
+        create = functools.partial(_new_synthesizer, self._config, key, self._default_voice, None)
+        failures = Failures("warm connection", self._config.websocket_url, key)
+        self._pool = _WarmPool(
+            self._config.warm_connections, create, self._deadlines.connect, failures
+        )
+        await self._pool.start()
+
+    @property
+    def warm_connections(self) -> int:
+        """Connections ready for the next requests in the default voice."""
+        return self._pool.ready_count if self._pool is not None else 0
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
     async def synthesize(
         self, text: AsyncIterator[str], options: SynthesisOptions
     ) -> AsyncIterator[bytes]:
         # SSML goes through unchanged: CosyVoice v2 reads SSML in plain text for some voices.
         key = self._credentials.require("DashScope")
-        synthesis = _Synthesis(
-            self._config, self._deadlines, key, options.voice or self._default_voice
-        )
+        voice = options.voice or self._default_voice
+        pool = self._pool if voice == self._default_voice else None
+        synthesis = _Synthesis(self._config, self._deadlines, key, voice, pool)
         feeder = asyncio.create_task(synthesis.feed(text))
         try:
             while (chunk := await synthesis.next_audio()) is not None:

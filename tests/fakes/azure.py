@@ -156,6 +156,8 @@ class FakeAzure(ThreadedFake):
         self.output_formats: list[str] = []
         self.modes: list[str] = []  # per STT connection: conversation, interactive or dictation
         self.streamed_bytes = 0  # PCM bytes received so far, over all STT turns
+        self.handshakes = 0  # HTTP requests seen (websocket upgrades, voice lists), accepted or not
+        self.connections = 0  # websocket connections accepted
 
     @property
     def host(self) -> str:
@@ -187,6 +189,7 @@ class FakeAzure(ThreadedFake):
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
+        self.handshakes += 1
         path = urlsplit(request.path).path
         key = request.headers.get("Ocp-Apim-Subscription-Key")
         authorized = self._fault != "auth" and key in (None, self.key)
@@ -206,6 +209,7 @@ class FakeAzure(ThreadedFake):
         return self.host
 
     async def _handle(self, ws: ServerConnection) -> None:
+        self.connections += 1
         assert ws.request is not None
         url = urlsplit(ws.request.path)
         if url.path == TTS_PATH:

@@ -87,6 +87,9 @@ class FakeDashScope(ThreadedFake):
         self.requests: list[dict] = []
         self.received_text: list[list[str]] = []
         self._audio: list[bytearray] = []
+        self.handshakes = 0  # opening handshakes seen, accepted or not
+        self.connections = 0  # websocket connections accepted
+        self.task_connections: list[int] = []  # per task: which accepted connection (1, 2...)
 
     # --- public API ---------------------------------------------------------------
 
@@ -98,6 +101,14 @@ class FakeDashScope(ThreadedFake):
     def received_audio(self) -> list[bytes]:
         """Per ASR task, in task order: every binary audio frame concatenated."""
         return [bytes(audio) for audio in self._audio]
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    def drop_connections(self) -> None:
+        """Cut every open connection without a close frame, as a server dropping idle ones."""
+        self._call(self._drop_open())
 
     @staticmethod
     def tts_audio_for(text: str, sample_rate: int) -> bytes:
@@ -115,10 +126,14 @@ class FakeDashScope(ThreadedFake):
 
     # --- connections ---------------------------------------------------------------
 
+    async def _drop_open(self) -> None:
+        self._drop_all()
+
     def _ready_url(self) -> str:
         return self.url
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        self.handshakes += 1
         if urlsplit(request.path).path != PATH:
             return connection.respond(HTTPStatus.NOT_FOUND, "no such endpoint\n")
         authorization = request.headers.get("Authorization", "")
@@ -127,6 +142,8 @@ class FakeDashScope(ThreadedFake):
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
+        self.connections += 1
+        number = self.connections
         task: _Task | None = None
         for _ in range(MAX_MESSAGES):
             message = await ws.recv()
@@ -134,14 +151,15 @@ class FakeDashScope(ThreadedFake):
                 if task is not None and task.kind == "asr":
                     await self._asr_audio(ws, task, message)
             else:
-                task = await self._command(ws, task, json.loads(message))
+                task = await self._command(ws, task, json.loads(message), number)
 
     async def _command(
-        self, ws: ServerConnection, task: _Task | None, message: dict
+        self, ws: ServerConnection, task: _Task | None, message: dict, connection: int
     ) -> _Task | None:
         header, payload = message.get("header", {}), message.get("payload", {})
         action = header.get("action")
         if action == "run-task":
+            self.task_connections.append(connection)
             task = self._new_task(header.get("task_id", ""), payload)
             await ws.send(_event(task.task_id, "task-started"))
             if task.fault == "task-failed" and task.kind == "asr":
