@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
 import dashscope
 import websocket
 
-from .base import CallClock, ErrorCode, ProviderError
+from .base import CallClock, ErrorCode, ProviderError, Voice
 
 T = TypeVar("T")
 
@@ -120,3 +120,19 @@ def shutdown_websocket(app: websocket.WebSocketApp | None) -> None:
     if raw is not None:
         with contextlib.suppress(OSError):
             raw.shutdown(socket.SHUT_RDWR)
+
+
+def voice_list(
+    catalogue: tuple[Voice, ...],
+    languages: tuple[str, ...],
+    default: str,
+    extra: Mapping[str, tuple[str, ...]],
+) -> tuple[Voice, ...]:
+    """A model's catalogue plus configured voices (speaking ``languages`` unless they name
+    theirs), the default first: listed even if unknown, as a cloned voice may be."""
+    voices = {voice.name: voice for voice in catalogue}
+    for name, voice_languages in extra.items():
+        description = voices[name].description if name in voices else ""
+        voices[name] = Voice(name, tuple(voice_languages) or languages, description)
+    first = voices.pop(default, None) or Voice(default, languages, "configured voice")
+    return (first, *voices.values())

@@ -29,7 +29,7 @@ from .base import (
     TtsProvider,
     Voice,
 )
-from .dashscope_common import Failures, api_key_global
+from .dashscope_common import Failures, api_key_global, voice_list
 from .dashscope_realtime import RealtimeCallback, RealtimeConnection, WarmPool
 from .text import SentenceSplitter
 
@@ -54,17 +54,14 @@ QWEN3_CATALOGUE = (
 )
 
 
-def voice_list(model: str, default: str, extra: Mapping[str, tuple[str, ...]]) -> tuple[Voice, ...]:
-    """The model's system voices plus configured ones, the default first (listed even if
-    unknown)."""
+def model_voices(
+    model: str, default: str, extra: Mapping[str, tuple[str, ...]]
+) -> tuple[Voice, ...]:
+    """The model's system voices plus configured ones, the default first."""
     languages = _QWEN3_LANGUAGES if model.startswith("qwen3") else _LANGUAGES
-    catalogue = CATALOGUE + QWEN3_CATALOGUE if model.startswith("qwen3") else CATALOGUE
-    voices = {name: Voice(name, languages, description) for name, description in catalogue}
-    for name, voice_languages in extra.items():
-        description = voices[name].description if name in voices else ""
-        voices[name] = Voice(name, tuple(voice_languages) or languages, description)
-    first = voices.pop(default, None) or Voice(default, languages, "configured voice")
-    return (first, *voices.values())
+    system = CATALOGUE + QWEN3_CATALOGUE if model.startswith("qwen3") else CATALOGUE
+    catalogue = tuple(Voice(name, languages, description) for name, description in system)
+    return voice_list(catalogue, languages, default, extra)
 
 
 class _Tts(QwenTtsRealtime):
@@ -213,7 +210,7 @@ class QwenRealtimeTtsProvider(TtsProvider):
         self._credentials = credentials
         self._default_voice = default_voice or config.tts.default_voice
         self.model = config.tts.model
-        self.voices = voice_list(self.model, self._default_voice, config.tts.voices)
+        self.voices = model_voices(self.model, self._default_voice, config.tts.voices)
         self.audio_format = AudioFormat(config.tts.default_sample_rate, 2, 1)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
         failures = Failures("synthesis", config.realtime_url, credentials.key)

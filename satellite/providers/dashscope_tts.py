@@ -33,7 +33,13 @@ from .base import (
     TtsProvider,
     Voice,
 )
-from .dashscope_common import Failures, SdkCalls, api_key_global, shutdown_websocket
+from .dashscope_common import (
+    Failures,
+    SdkCalls,
+    api_key_global,
+    shutdown_websocket,
+    voice_list,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,16 +66,6 @@ CATALOGUE = (
 
 # ("started" | "audio" | "complete" | "task-failed" | "socket-error" | "error", value)
 Event = tuple[str, Any]
-
-
-def voice_list(default: str, extra: dict[str, tuple[str, ...]]) -> tuple[Voice, ...]:
-    """The catalogue plus configured voices, the default first (listed even if unknown)."""
-    voices = {voice.name: voice for voice in CATALOGUE}
-    for name, languages in extra.items():
-        description = voices[name].description if name in voices else ""
-        voices[name] = Voice(name, tuple(languages) or _LANGUAGES, description)
-    first = voices.pop(default, None) or Voice(default, _LANGUAGES, "configured voice")
-    return (first, *voices.values())
 
 
 class _Sink:
@@ -471,7 +467,7 @@ class DashScopeTtsProvider(TtsProvider):
         self._credentials = credentials
         self._default_voice = default_voice or config.tts.default_voice
         self.model = config.tts.model
-        self.voices = voice_list(self._default_voice, config.tts.voices)
+        self.voices = voice_list(CATALOGUE, _LANGUAGES, self._default_voice, config.tts.voices)
         self.audio_format = AudioFormat(config.tts.default_sample_rate, 2, 1)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
         self._pool: _WarmPool | None = None

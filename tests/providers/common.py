@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from satellite.providers.base import ProviderError
+from satellite.providers.base import AsrProvider, ProviderError, SynthesisOptions, TtsProvider
 
 
 async def pieces(*texts: str) -> AsyncIterator[str]:
@@ -32,3 +32,26 @@ async def failure(request: Awaitable[object]) -> tuple[ProviderError, float]:
     with pytest.raises(ProviderError) as caught:
         await request
     return caught.value, time.monotonic() - started
+
+
+async def transcribe(
+    provider: AsrProvider,
+    audio: bytes,
+    language: str | None = None,
+    partials: list[str] | None = None,
+) -> str:
+    """One utterance in 100 ms pieces; the session is cancelled if anything fails."""
+    session = await provider.open(language, partials.append if partials is not None else None)
+    try:
+        for offset in range(0, len(audio), 3200):
+            await session.send(audio[offset : offset + 3200])
+        return await session.finish()
+    except BaseException:
+        await session.cancel()
+        raise
+
+
+async def speak(provider: TtsProvider, *texts: str, voice: str | None = None) -> bytes:
+    """All the audio of ``texts`` streamed as separate pieces."""
+    options = SynthesisOptions(voice=voice)
+    return b"".join([chunk async for chunk in provider.synthesize(pieces(*texts), options)])

@@ -22,7 +22,7 @@ from satellite.providers.dashscope_asr import (
 from satellite.providers.dashscope_tts import DashScopeTtsProvider
 from satellite.providers.text import join_phrases
 from tests.fakes.dashscope import FAILURE_MESSAGE, FakeDashScope
-from tests.providers.common import failure, pieces, wait_for
+from tests.providers.common import failure, pieces, speak, transcribe, wait_for
 
 KEY = "test-dashscope-key"
 HINT = "set the environment variable DASHSCOPE_API_KEY"
@@ -75,24 +75,6 @@ def tts_provider(
 
 def speech(seconds: float, seed: int = 0) -> bytes:
     return bytes((i * 7 + seed) % 251 for i in range(int(32000 * seconds)))
-
-
-async def transcribe(
-    provider: DashScopeAsrProvider, audio: bytes, language: str | None = None
-) -> str:
-    session = await provider.open(language)
-    try:
-        for offset in range(0, len(audio), 3200):
-            await session.send(audio[offset : offset + 3200])
-        return await session.finish()
-    except BaseException:
-        await session.cancel()
-        raise
-
-
-async def speak(provider: DashScopeTtsProvider, *texts: str, voice: str | None = None) -> bytes:
-    options = SynthesisOptions(voice=voice)
-    return b"".join([chunk async for chunk in provider.synthesize(pieces(*texts), options)])
 
 
 def expected_audio(texts: list[str], rate: int = 22050) -> bytes:

@@ -21,7 +21,7 @@ from satellite.providers.dashscope_realtime_asr import QwenRealtimeAsrProvider
 from satellite.providers.dashscope_realtime_tts import QwenRealtimeTtsProvider
 from tests.fakes.dashscope import FakeDashScope
 from tests.fakes.dashscope_realtime import ERROR_MESSAGE, FakeDashScopeRealtime, FakeSession
-from tests.providers.common import failure, pieces, wait_for
+from tests.providers.common import failure, pieces, speak, transcribe, wait_for
 
 KEY = "test-dashscope-key"
 HINT = "set the environment variable DASHSCOPE_API_KEY"
@@ -110,27 +110,6 @@ def speech(seconds: float, seed: int = 0) -> bytes:
 
 def silence(seconds: float) -> bytes:
     return bytes(int(32000 * seconds))
-
-
-async def transcribe(
-    provider: QwenRealtimeAsrProvider,
-    audio: bytes,
-    language: str | None = None,
-    partials: list[str] | None = None,
-) -> str:
-    session = await provider.open(language, partials.append if partials is not None else None)
-    try:
-        for offset in range(0, len(audio), 3200):
-            await session.send(audio[offset : offset + 3200])
-        return await session.finish()
-    except BaseException:
-        await session.cancel()
-        raise
-
-
-async def speak(provider: QwenRealtimeTtsProvider, *texts: str, voice: str | None = None) -> bytes:
-    options = SynthesisOptions(voice=voice)
-    return b"".join([chunk async for chunk in provider.synthesize(pieces(*texts), options)])
 
 
 def expected_audio(texts: list[str], rate: int = 24000) -> bytes:
