@@ -15,10 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from satellite.config import DashScopeAsr, DashScopeConfig, DashScopeTts, Timeouts
+from satellite.config import (
+    AzureConfig,
+    AzureTts,
+    DashScopeAsr,
+    DashScopeConfig,
+    DashScopeTts,
+    FailoverConfig,
+    Timeouts,
+)
+from satellite.providers.azure_asr import AzureAsrProvider
+from satellite.providers.azure_tts import AzureTtsProvider
 from satellite.providers.base import Credentials, ErrorCode, ProviderError, SynthesisOptions
 from satellite.providers.dashscope_realtime_asr import QwenRealtimeAsrProvider
 from satellite.providers.dashscope_realtime_tts import QwenRealtimeTtsProvider
+from satellite.providers.failover import FailoverAsr, FailoverTts
+from tests.fakes.azure import FakeAzure
 from tests.fakes.dashscope import FakeDashScope
 from tests.fakes.dashscope_realtime import ERROR_MESSAGE, FakeDashScopeRealtime, FakeSession
 from tests.providers.common import failure, pieces, speak, transcribe, wait_for
@@ -620,3 +632,33 @@ def test_fake_runs_as_a_process():
         assert process.wait(timeout=10) == 0
     finally:
         process.kill()
+
+
+# --- in a failover list ----------------------------------------------------------
+
+
+async def test_failover_list_ends_a_request_that_failed_mid_stream(fake, providers):
+    """Audio already sent cannot be taken back: the next provider is not asked."""
+    fake.fault = "drop"  # cut after the first partial / the first audio delta
+    with FakeAzure() as azure:
+        azure_config = AzureConfig(host=azure.host, tts=AzureTts(voice="zh-CN-XiaoxiaoNeural"))
+        credentials = Credentials("test-azure-key", "set AZURE_SPEECH_KEY")
+        tts = FailoverTts(
+            [tts_provider(providers, fake), AzureTtsProvider(azure_config, credentials, None)],
+            FailoverConfig(),
+        )
+        audio: list[bytes] = []
+        text = pieces("你好。", "今天天气很好。")
+        with pytest.raises(ProviderError) as caught:
+            async for chunk in tts.synthesize(text, SynthesisOptions()):
+                audio.append(chunk)
+        assert audio and caught.value.code == ErrorCode.PROVIDER_FAILED
+        partials: list[str] = []
+        asr = FailoverAsr(
+            [asr_provider(providers, fake), AzureAsrProvider(azure_config, credentials, "zh")],
+            FailoverConfig(),
+        )
+        error, _ = await failure(transcribe(asr, speech(1.0), "zh", partials))
+        assert partials and error.code == ErrorCode.PROVIDER_FAILED
+        await tts.close()
+        assert azure.received_ssml == [] and azure.received_audio == []
