@@ -25,11 +25,12 @@ ensure_venv() {
     .venv/bin/python -m pip install -q -e "$spec"
 }
 
-# PyAudio builds against PortAudio; the Azure SDK needs OpenSSL and ALSA's library.
+# PyAudio builds against PortAudio; the Azure SDK needs OpenSSL and ALSA's library;
+# espeak-ng is the offline voice (the espeak TTS provider).
 RUNTIME_PACKAGES=(
     python3 python3-venv python3-pip python3-dev gcc ca-certificates libssl3 libasound2
-    portaudio19-dev libportaudio2 alsa-utils
+    portaudio19-dev libportaudio2 alsa-utils espeak-ng
 )
-# Tests also make speech fixtures (espeak-ng, sox), pace audio commands (pv) and check
-# zeroconf in a private network namespace (iproute2).
-TEST_PACKAGES=(espeak-ng sox pv iproute2)
+# Tests also make speech fixtures (sox), pace audio commands (pv) and check zeroconf in a
+# private network namespace (iproute2).
+TEST_PACKAGES=(sox pv iproute2)
