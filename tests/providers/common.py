@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +58,22 @@ async def speak(provider: TtsProvider, *texts: str, voice: str | None = None) ->
     """All the audio of ``texts`` streamed as separate pieces."""
     options = SynthesisOptions(voice=voice)
     return b"".join([chunk async for chunk in provider.synthesize(pieces(*texts), options)])
+
+
+def fake_process_ready_line(module: str, *options: str) -> str:
+    """Start ``python -m module --port 0 ...`` as a user would, return its READY line, and
+    check that SIGTERM ends it with status 0."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", "0", *options],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+        return line
+    finally:
+        process.kill()

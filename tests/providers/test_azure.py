@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -25,7 +22,7 @@ from satellite.providers.azure_tts import AzureTtsProvider
 from satellite.providers.base import Credentials, ErrorCode, ProviderError, SynthesisOptions
 from satellite.providers.text import SentenceSplitter, join_phrases
 from tests.fakes.azure import FakeAzure
-from tests.providers.common import failure, pieces, wait_for
+from tests.providers.common import failure, fake_process_ready_line, pieces, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -525,17 +522,5 @@ def test_fake_lists_voices(fake: FakeAzure) -> None:
 
 
 def test_fake_runs_as_a_process() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.azure", "--port", "0", "--fault", "stall"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("READY ws://127.0.0.1:")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-    finally:
-        process.kill()
+    line = fake_process_ready_line("tests.fakes.azure", "--fault", "stall")
+    assert line.startswith("READY ws://127.0.0.1:")

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,12 +19,18 @@ from satellite.providers.dashscope_asr import (
 from satellite.providers.dashscope_tts import DashScopeTtsProvider
 from satellite.providers.text import join_phrases
 from tests.fakes.dashscope import FAILURE_MESSAGE, FakeDashScope
-from tests.providers.common import failure, pieces, speak, transcribe, wait_for
+from tests.providers.common import (
+    failure,
+    fake_process_ready_line,
+    pieces,
+    speak,
+    transcribe,
+    wait_for,
+)
 
 KEY = "test-dashscope-key"
 HINT = "set the environment variable DASHSCOPE_API_KEY"
 SENTENCES = ["你好。", "打开客厅的灯。"]
-REPO = Path(__file__).resolve().parents[2]
 # Threads of the SDK's websocket clients (tts_v2 websocket-client, Recognition worker + loop).
 SDK_THREADS = ("run_forever", "receive_worker", "iter_async_thread")
 KINDS = ("recognition", "synthesis")
@@ -397,19 +400,5 @@ async def test_without_handshake(
 
 
 def test_fake_runs_as_a_process():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.dashscope", "--port", "0", "--delay", "0.1"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("READY ws://127.0.0.1:") and line.strip().endswith(
-            "/api-ws/v1/inference"
-        )
-        process.terminate()
-        assert process.wait(timeout=10) == 0
-    finally:
-        process.kill()
+    line = fake_process_ready_line("tests.fakes.dashscope", "--delay", "0.1")
+    assert line.startswith("READY ws://127.0.0.1:") and line.endswith("/api-ws/v1/inference")

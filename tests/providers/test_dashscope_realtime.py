@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -33,14 +31,20 @@ from satellite.providers.failover import FailoverAsr, FailoverTts
 from tests.fakes.azure import FakeAzure
 from tests.fakes.dashscope import FakeDashScope
 from tests.fakes.dashscope_realtime import ERROR_MESSAGE, FakeDashScopeRealtime, FakeSession
-from tests.providers.common import failure, pieces, speak, transcribe, wait_for
+from tests.providers.common import (
+    failure,
+    fake_process_ready_line,
+    pieces,
+    speak,
+    transcribe,
+    wait_for,
+)
 
 KEY = "test-dashscope-key"
 HINT = "set the environment variable DASHSCOPE_API_KEY"
 ASR_MODEL = "qwen3-asr-flash-realtime"
 TTS_MODEL = "qwen3-tts-flash-realtime"
 TRANSCRIPT = "打开客厅的灯。"
-REPO = Path(__file__).resolve().parents[2]
 KINDS = ("recognition", "synthesis")
 
 Provider = QwenRealtimeAsrProvider | QwenRealtimeTtsProvider
@@ -616,22 +620,8 @@ async def test_fifty_requests_leave_no_threads_or_sockets(
 
 
 def test_fake_runs_as_a_process():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.dashscope_realtime", "--port", "0", "--delay", "0.1"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("READY ws://127.0.0.1:") and line.strip().endswith(
-            "/api-ws/v1/realtime"
-        )
-        process.terminate()
-        assert process.wait(timeout=10) == 0
-    finally:
-        process.kill()
+    line = fake_process_ready_line("tests.fakes.dashscope_realtime", "--delay", "0.1")
+    assert line.startswith("READY ws://127.0.0.1:") and line.endswith("/api-ws/v1/realtime")
 
 
 # --- in a failover list ----------------------------------------------------------
