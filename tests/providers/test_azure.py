@@ -141,6 +141,19 @@ async def test_asr_streams_audio_and_joins_every_phrase(fake: FakeAzure) -> None
     assert fake.modes == ["conversation"]
 
 
+async def test_asr_reports_growing_hypotheses_while_audio_streams(fake: FakeAzure) -> None:
+    provider = AzureAsrProvider(azure_config(fake), CREDENTIALS, "en")
+    partials: list[str] = []
+    session = await provider.open("en-US", partials.append)
+    pcm = speech(1.0)
+    for start in range(0, len(pcm), 1000):  # paced as a live stream: hypotheses arrive meanwhile
+        await session.send(pcm[start : start + 1000])
+        await asyncio.sleep(0.01)
+    assert partials[:2] == ["Turn", "Turn on"]  # before finish()
+    assert await session.finish() == "Turn on the light. And close the blinds."
+    assert partials[-1] == "Turn on the light. And close the blinds."
+
+
 async def test_asr_joins_cjk_without_spaces_and_skips_no_match(fake: FakeAzure) -> None:
     fake.phrases = ["打开灯。", "", "Hello", "世界", "and bye"]
     provider = AzureAsrProvider(azure_config(fake), CREDENTIALS, "zh")

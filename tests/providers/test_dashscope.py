@@ -117,6 +117,14 @@ async def test_transcription_sends_exact_audio_and_joins_every_sentence(fake: Fa
     assert provider.model == "paraformer-test"
 
 
+async def test_partial_hypotheses_grow_before_the_final_text(fake: FakeDashScope):
+    partials: list[str] = []
+    text = await transcribe(asr_provider(fake), speech(1.0), "zh", partials)
+    assert len(partials) >= 3 and partials[-1] == text == "你好。打开客厅的灯。"
+    # Partial results of the first sentence came first, each a longer hypothesis.
+    assert partials[0] == "你" and partials[1] == "你好"
+
+
 async def test_language_hint_follows_the_requested_language(fake: FakeDashScope):
     provider = asr_provider(fake, language="zh-CN", asr=DashScopeAsr(languages=("zh", "zh-CN")))
     assert provider.languages == ("zh-CN", "zh")
