@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def _load_or_report(path: Path | None) -> LoadedConfig | None:
 
 
 def _missing_secrets(loaded: LoadedConfig) -> list[str]:
-    """Warnings for the keys of the providers in use that are empty."""
+    """Warnings for what the providers in use lack: keys, a region, the offline voice."""
     config = loaded.config
     speech = config.speech
     used = {*speech.asr.provider, *speech.tts.provider} if speech.enabled else set()
@@ -100,6 +101,12 @@ def _missing_secrets(loaded: LoadedConfig) -> list[str]:
                 "Azure Speech has no region; "
                 f"{loaded.secret_hint('providers.azure.region')} or set providers.azure.host"
             )
+    program = config.providers.espeak.program
+    if "espeak" in used and shutil.which(program) is None:
+        warnings.append(
+            f"the offline voice's program {program!r} is not installed: apt install espeak-ng "
+            "(or set providers.espeak.program to its path)"
+        )
     return warnings
 
 

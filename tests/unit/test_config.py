@@ -141,6 +141,23 @@ def test_check_config_exit_codes(tmp_path, capsys, monkeypatch):
     assert str(bad) in err and "speech.port: unknown key" in err
 
 
+def test_check_config_shows_failover_lists_and_a_missing_offline_voice(tmp_path, capsys):
+    chain = write(
+        tmp_path,
+        "speech: {asr: {provider: [dashscope, azure]}, tts: {provider: [azure, espeak]}}\n"
+        "providers: {espeak: {program: /nonexistent/espeak-ng}}\n",
+    )
+    assert main(["check-config", "--config", str(chain)]) == 0
+    out = capsys.readouterr().out
+    assert "ASR dashscope -> azure, TTS azure -> espeak" in out
+    assert "apt install espeak-ng" in out
+
+
+def test_provider_lists_must_not_repeat_a_provider(tmp_path):
+    path = write(tmp_path, "speech: {tts: {provider: [azure, azure]}}\n")
+    assert any("listed twice" in p for p in problems_of(path))
+
+
 def test_no_config_file_means_built_in_defaults(monkeypatch, tmp_path):
     monkeypatch.delenv("VOICE_SATELLITE_CONFIG", raising=False)
     monkeypatch.setattr("satellite.config.DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
