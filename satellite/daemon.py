@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from wyoming.server import AsyncServer, HandlerFactory
 
 from .config import LoadedConfig, SatelliteConfig
+from .systemd import Notifier
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class Daemon:
     def __init__(self, loaded: LoadedConfig) -> None:
         self.loaded = loaded
         self._stop = asyncio.Event()
+        self._systemd = Notifier()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -125,9 +127,14 @@ class Daemon:
                 discovery = Discovery([Advertisement(role.name, role.uri) for role in roles])
                 closers.append(discovery.close)
                 await discovery.start()
+            serving = ", ".join(f"{role.name} on {role.uri}" for role in roles) or "no role"
+            self._systemd.ready(f"serving: {serving}")
+            watchdog = asyncio.create_task(self._systemd.feed_watchdog(), name="watchdog")
             await self._stop.wait()
+            watchdog.cancel()
             _LOGGER.info("stopping")
         finally:
+            self._systemd.stopping()
             for role in roles:
                 for task in role.tasks:
                     task.cancel()

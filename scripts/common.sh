@@ -31,6 +31,6 @@ RUNTIME_PACKAGES=(
     python3 python3-venv python3-pip python3-dev gcc ca-certificates libssl3 libasound2
     portaudio19-dev libportaudio2 alsa-utils espeak-ng
 )
-# Tests also make speech fixtures (sox), pace audio commands (pv) and check zeroconf in a
-# private network namespace (iproute2).
-TEST_PACKAGES=(sox pv iproute2)
+# Tests also make speech fixtures (sox), pace audio commands (pv), check zeroconf in a
+# private network namespace (iproute2) and the service unit (systemd-analyze).
+TEST_PACKAGES=(sox pv iproute2 systemd)

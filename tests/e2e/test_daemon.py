@@ -55,7 +55,9 @@ providers:
 
 
 async def test_sigint_stops_cleanly_and_logs_where_it_listens(tmp_path):
-    daemon = Daemon(tmp_path, "speech: {uri: LISTEN_URI}\n")
+    # No connection is opened ahead of requests: the cloud is out of reach from tests.
+    config = "speech: {uri: LISTEN_URI}\nproviders: {dashscope: {warm_connections: 0}}\n"
+    daemon = Daemon(tmp_path, config)
     daemon.wait_listening()
     client = await connect(daemon.port)
     await client.write_event(Describe().event())

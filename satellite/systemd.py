@@ -1,0 +1,70 @@
+"""Tells systemd how the daemon is doing (sd_notify): ready, alive, status, stopping.
+
+Messages are datagrams to the socket named by ``$NOTIFY_SOCKET`` (a leading ``@`` means the
+abstract namespace). Without that variable (not run by systemd) every call does nothing.
+The watchdog is fed from the event loop, so a loop that is stuck stops feeding it and
+systemd restarts the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Mapping
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class Notifier:
+    """The daemon's line to systemd."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        path = env.get("NOTIFY_SOCKET", "")
+        self._address = "\0" + path[1:] if path.startswith("@") else path
+        self._watchdog_seconds = _watchdog_seconds(env)
+
+    @property
+    def watchdog_seconds(self) -> float | None:
+        """The watchdog timeout systemd set for this process, if any."""
+        return self._watchdog_seconds
+
+    def ready(self, status: str) -> None:
+        self._send(f"READY=1\nSTATUS={status}")
+
+    def status(self, status: str) -> None:
+        self._send(f"STATUS={status}")
+
+    def stopping(self) -> None:
+        self._send("STOPPING=1\nSTATUS=stopping")
+
+    async def feed_watchdog(self) -> None:
+        """Send WATCHDOG=1 at half the watchdog timeout until cancelled (returns at once when
+        systemd set no watchdog)."""
+        if self._watchdog_seconds is None:
+            return
+        while True:
+            self._send("WATCHDOG=1")
+            await asyncio.sleep(self._watchdog_seconds / 2)
+
+    def _send(self, message: str) -> None:
+        if not self._address:
+            return
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.connect(self._address)
+                sock.sendall(message.encode())
+        except OSError as exc:  # systemd went away: nothing to tell, keep serving
+            _LOGGER.debug("cannot notify systemd: %s", exc)
+
+
+def _watchdog_seconds(env: Mapping[str, str]) -> float | None:
+    """WATCHDOG_USEC as seconds, when it is meant for this process (WATCHDOG_PID)."""
+    usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if pid and pid != str(os.getpid()):
+        return None
+    return int(usec) / 1_000_000
