@@ -171,6 +171,19 @@ class CallClock:
         """Seconds to wait now for a phase allowed ``phase_seconds``."""
         return max(0.0, min(phase_seconds, self._end - time.monotonic()))
 
+    def output_phase(self, waiting_since: float | None, output_started: bool) -> float:
+        """The phase of a wait for output: ``first_result`` from ``waiting_since`` (when the
+        input went out) until the first output comes, else ``total``."""
+        if waiting_since is not None and not output_started:
+            return self.deadlines.first_result
+        return self.deadlines.total
+
+    def output_limit(self, waiting_since: float | None, output_started: bool) -> float:
+        """Seconds to wait now for the next output (see ``output_phase``)."""
+        if waiting_since is None or output_started:
+            return self.limit(self.deadlines.total)
+        return self.limit(self.deadlines.first_result - (time.monotonic() - waiting_since))
+
     def timeout_error(self, what: str, phase_seconds: float) -> ProviderError:
         """The error for a wait that ran out: blames the total deadline when that was hit."""
         if self._end - time.monotonic() <= 0.0:

@@ -27,7 +27,7 @@ from .base import (
     PartialCallback,
     ProviderError,
 )
-from .dashscope_common import Failures, SdkCalls
+from .dashscope_common import Failures, SdkCalls, asr_languages
 from .text import Hypothesis
 
 # How long a cancelled session may take to finish gracefully before its socket is cut.
@@ -218,9 +218,8 @@ class DashScopeAsrProvider(AsrProvider):
     ) -> None:
         self._config = config
         self._credentials = credentials
-        languages = (default_language, *config.asr.languages)
         self.model = config.asr.model
-        self.languages = tuple(dict.fromkeys(lang for lang in languages if lang))
+        self.languages = asr_languages(default_language, config.asr.languages)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
 
     async def open(

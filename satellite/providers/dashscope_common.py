@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import dashscope
 import websocket
@@ -122,6 +123,11 @@ def shutdown_websocket(app: websocket.WebSocketApp | None) -> None:
             raw.shutdown(socket.SHUT_RDWR)
 
 
+def asr_languages(default: str | None, configured: tuple[str, ...]) -> tuple[str, ...]:
+    """The languages a DashScope ASR model advertises: the role's default first."""
+    return tuple(dict.fromkeys(lang for lang in (default, *configured) if lang))
+
+
 def voice_list(
     catalogue: tuple[Voice, ...],
     languages: tuple[str, ...],
@@ -136,3 +142,27 @@ def voice_list(
         voices[name] = Voice(name, tuple(voice_languages) or languages, description)
     first = voices.pop(default, None) or Voice(default, languages, "configured voice")
     return (first, *voices.values())
+
+
+class Synthesis(Protocol):
+    """One synthesis call of a DashScope TTS provider."""
+
+    async def feed(self, text: AsyncIterator[str]) -> None:
+        """Send the text as it arrives, then finish; failures go to ``next_audio``."""
+
+    async def next_audio(self) -> bytes | None:
+        """The next audio chunk, or None once all audio has come."""
+
+    def close(self) -> None:
+        """Release the call's connection (non-blocking)."""
+
+
+async def stream_audio(synthesis: Synthesis, text: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    """The audio of ``synthesis`` as it comes, while a task of its own feeds it the text."""
+    feeder = asyncio.create_task(synthesis.feed(text))
+    try:
+        while (chunk := await synthesis.next_audio()) is not None:
+            yield chunk
+    finally:
+        feeder.cancel()
+        synthesis.close()

@@ -63,20 +63,23 @@ class RealtimeCallback:
     def socket_error(self, error: object) -> None:
         self.events.put(("socket-error", error))
 
-    def frame(self, app: websocket.WebSocketApp, message: object) -> bool:
-        """Whether the SDK should handle a frame: a JSON event. Reports any other text frame
-        (the SDKs drop it or fail in their own thread)."""
+    def message(self, app: websocket.WebSocketApp, message: object) -> None:
+        """A frame from the server, in place of the SDK's own handler (which parses it again
+        only for bookkeeping we do not use): a JSON event goes to ``on_event``, parsed once;
+        any other text frame is reported (the SDKs would drop it, or fail in their own
+        thread); binary frames are ignored, as the SDKs do."""
         if self._connection is None:
             self._connection = app.sock
         if not isinstance(message, str):
-            return True  # binary frames: the SDKs log and ignore them
+            return
         try:
-            readable = isinstance(json.loads(message), dict)
+            event = json.loads(message)
         except ValueError:
-            readable = False
-        if not readable:
+            event = None
+        if isinstance(event, dict):
+            self.on_event(event)
+        else:
             self.events.put(("unreadable", message[:80]))
-        return readable
 
 
 class RealtimeConnection:

@@ -26,7 +26,7 @@ from .base import (
     ProviderError,
 )
 from .dashscope_asr import language_hint
-from .dashscope_common import Failures
+from .dashscope_common import Failures, asr_languages
 from .dashscope_realtime import (
     RealtimeCallback,
     RealtimeConnection,
@@ -45,8 +45,7 @@ class _Conversation(OmniRealtimeConversation):
     callback: RealtimeCallback
 
     def _on_message(self, ws: websocket.WebSocketApp, message: object) -> None:
-        if self.callback.frame(ws, message):
-            super()._on_message(ws, message)
+        self.callback.message(ws, message)
 
     def _on_error(self, ws: object, error: object) -> None:
         self.callback.socket_error(error)
@@ -168,9 +167,8 @@ class QwenRealtimeAsrProvider(AsrProvider):
     ) -> None:
         self._config = config
         self._credentials = credentials
-        languages = (default_language, *config.asr.languages)
         self.model = config.asr.model
-        self.languages = tuple(dict.fromkeys(lang for lang in languages if lang))
+        self.languages = asr_languages(default_language, config.asr.languages)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
         failures = Failures("recognition", config.realtime_url, credentials.key)
         self._pool = WarmPool(config.warm_connections, self._client, failures, self._deadlines)

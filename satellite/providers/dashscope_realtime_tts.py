@@ -29,7 +29,7 @@ from .base import (
     TtsProvider,
     Voice,
 )
-from .dashscope_common import Failures, api_key_global, voice_list
+from .dashscope_common import Failures, api_key_global, stream_audio, voice_list
 from .dashscope_realtime import RealtimeCallback, RealtimeConnection, WarmPool
 from .text import SentenceSplitter
 
@@ -71,8 +71,7 @@ class _Tts(QwenTtsRealtime):
     callback: RealtimeCallback
 
     def on_message(self, ws: websocket.WebSocketApp, message: object) -> None:
-        if self.callback.frame(ws, message):
-            super().on_message(ws, message)
+        self.callback.message(ws, message)
 
     def on_error(self, ws: object, error: object) -> None:
         self.callback.socket_error(error)
@@ -188,15 +187,11 @@ class _Synthesis:
 
     def _wait_limit(self) -> float:
         assert self._clock is not None
-        if self._text_sent_at is None or self._audio_started:
-            return self._clock.limit(self._deadlines.total)
-        waited = time.monotonic() - self._text_sent_at
-        return self._clock.limit(self._deadlines.first_result - waited)
+        return self._clock.output_limit(self._text_sent_at, self._audio_started)
 
     def _timeout(self, connection: RealtimeConnection) -> ProviderError:
         assert self._clock is not None
-        waiting_first = self._text_sent_at is not None and not self._audio_started
-        phase = self._deadlines.first_result if waiting_first else self._deadlines.total
+        phase = self._clock.output_phase(self._text_sent_at, self._audio_started)
         return connection.failures.timeout(self._clock, phase)
 
 
@@ -223,13 +218,8 @@ class QwenRealtimeTtsProvider(TtsProvider):
         self._credentials.require("DashScope")
         voice = options.voice or self._default_voice
         synthesis = _Synthesis(self._pool, self._config.tts, self._deadlines, voice)
-        feeder = asyncio.create_task(synthesis.feed(text))
-        try:
-            while (chunk := await synthesis.next_audio()) is not None:
-                yield chunk
-        finally:
-            feeder.cancel()
-            synthesis.close()
+        async for chunk in stream_audio(synthesis, text):
+            yield chunk
 
     async def prepare(self) -> None:
         if self._credentials.key:

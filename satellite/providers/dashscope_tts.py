@@ -38,6 +38,7 @@ from .dashscope_common import (
     SdkCalls,
     api_key_global,
     shutdown_websocket,
+    stream_audio,
     voice_list,
 )
 
@@ -436,14 +437,11 @@ class _Synthesis:
     def _wait_limit(self) -> float | None:
         if self._clock is None or self._started_at is None:
             return None  # no text yet, or connecting (``_start`` keeps that deadline)
-        if self._audio_started:
-            return self._clock.limit(self._deadlines.total)
-        waited = time.monotonic() - self._started_at
-        return self._clock.limit(self._deadlines.first_result - waited)
+        return self._clock.output_limit(self._started_at, self._audio_started)
 
     def _timeout(self) -> ProviderError:
         assert self._clock is not None
-        phase = self._deadlines.total if self._audio_started else self._deadlines.first_result
+        phase = self._clock.output_phase(self._started_at, self._audio_started)
         return self._failures.timeout(self._clock, phase)
 
     def _task_failed(self, message: str) -> ProviderError:
@@ -502,10 +500,5 @@ class DashScopeTtsProvider(TtsProvider):
         voice = options.voice or self._default_voice
         pool = self._pool if voice == self._default_voice else None
         synthesis = _Synthesis(self._config, self._deadlines, key, voice, pool)
-        feeder = asyncio.create_task(synthesis.feed(text))
-        try:
-            while (chunk := await synthesis.next_audio()) is not None:
-                yield chunk
-        finally:
-            feeder.cancel()
-            synthesis.close()
+        async for chunk in stream_audio(synthesis, text):
+            yield chunk

@@ -12,8 +12,8 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Literal
+from collections.abc import AsyncIterator, Callable
+from typing import Generic, Literal, TypeVar
 
 from ..audio.pcm import PcmConverter
 from ..config import FailoverConfig
@@ -34,6 +34,7 @@ _LOGGER = logging.getLogger(__name__)
 MAX_REPLAY_BYTES = 60 * 32000
 
 BreakerState = Literal["closed", "open", "half-open"]
+P = TypeVar("P", AsrProvider, TtsProvider)
 
 
 class CircuitBreaker:
@@ -110,20 +111,36 @@ def _combined(role: str, errors: list[tuple[str, ProviderError]]) -> ProviderErr
     return ProviderError(errors[-1][1].code, f"every provider failed: {reasons}")
 
 
-@dataclasses.dataclass
-class _Link:
-    """One provider of a chain and its breaker."""
-
-    name: str
-    breaker: CircuitBreaker
-
-
-def _candidates(links: list[_Link], first: int = 0) -> Iterator[int]:
-    """Indexes of the links to try, in order: those whose breaker is not open; when every
+def _candidates(breakers: list[CircuitBreaker], first: int = 0) -> list[int]:
+    """Indexes of the providers to try, in order: those whose breaker is not open; when every
     breaker is open, all of them (trying costs nothing when nothing else could answer)."""
-    order = [first, *(i for i in range(len(links)) if i != first)]
-    usable = [i for i in order if links[i].breaker.available()]
-    yield from usable or order
+    order = [first, *(i for i in range(len(breakers)) if i != first)]
+    return [i for i in order if breakers[i].available()] or order
+
+
+class _Chain(Generic[P]):
+    """What both failover lists share: the providers in order, a breaker each."""
+
+    def __init__(
+        self, role: str, chain: list[P], settings: FailoverConfig, clock: Callable[[], float]
+    ) -> None:
+        self._chain = tuple(chain)
+        self._breakers = [CircuitBreaker(f"{role} {p.name}", settings, clock) for p in chain]
+        self.name = ",".join(p.name for p in chain)
+        self.model = chain[0].model
+
+    @property
+    def members(self) -> tuple[P, ...]:
+        return self._chain
+
+    def breaker(self, index: int) -> CircuitBreaker:
+        return self._breakers[index]
+
+    async def prepare(self) -> None:
+        await asyncio.gather(*(p.prepare() for p in self._chain))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.close() for p in self._chain), return_exceptions=True)
 
 
 def _log_failover(role: str, name: str, error: ProviderError) -> None:
@@ -135,7 +152,7 @@ def _log_failover(role: str, name: str, error: ProviderError) -> None:
 # --- speech to text ----------------------------------------------------------
 
 
-class FailoverAsr(AsrProvider):
+class FailoverAsr(_Chain[AsrProvider], AsrProvider):
     """ASR providers tried in order; the audio of an utterance is kept for a replay."""
 
     def __init__(
@@ -146,21 +163,9 @@ class FailoverAsr(AsrProvider):
     ) -> None:
         if len({p.input_format for p in chain}) != 1:
             raise ValueError("ASR providers of a failover list must take the same audio format")
-        self._chain = tuple(chain)
-        self._links = [
-            _Link(p.name, CircuitBreaker(f"ASR {p.name}", settings, clock)) for p in chain
-        ]
-        self.name = ",".join(p.name for p in chain)
+        super().__init__("ASR", chain, settings, clock)
         self.input_format = chain[0].input_format
-        self.model = chain[0].model
         self.languages = tuple(dict.fromkeys(lang for p in chain for lang in p.languages))
-
-    @property
-    def members(self) -> tuple[AsrProvider, ...]:
-        return self._chain
-
-    def breaker(self, index: int) -> CircuitBreaker:
-        return self._links[index].breaker
 
     async def open(
         self, language: str | None, on_partial: PartialCallback | None = None
@@ -168,12 +173,6 @@ class FailoverAsr(AsrProvider):
         session = _FailoverAsrSession(self, language, on_partial)
         await session.start()
         return session
-
-    async def prepare(self) -> None:
-        await asyncio.gather(*(p.prepare() for p in self.members))
-
-    async def close(self) -> None:
-        await asyncio.gather(*(p.close() for p in self.members), return_exceptions=True)
 
 
 class _FailoverAsrSession(AsrSession):
@@ -188,7 +187,7 @@ class _FailoverAsrSession(AsrSession):
         self._replayable = True
         self._produced = False  # the current provider has reported a partial
         self._errors: list[tuple[str, ProviderError]] = []
-        self._order = iter(_candidates(owner._links))
+        self._order = iter(_candidates(owner._breakers))
         self._index = -1
         self._session: AsrSession | None = None
 
@@ -200,8 +199,8 @@ class _FailoverAsrSession(AsrSession):
     async def start(self) -> None:
         """Open the first provider that connects, replaying any audio kept so far."""
         for index in self._order:
-            link = self._owner._links[index]
-            link.breaker.begin()  # when every breaker is open, this is not a probe
+            breaker = self._owner.breaker(index)
+            breaker.begin()  # when every breaker is open, this is not a probe
             self._index, self._produced = index, False
             try:
                 self._session = await self._owner.members[index].open(self._language, self._partial)
@@ -211,21 +210,21 @@ class _FailoverAsrSession(AsrSession):
             except ProviderError as error:
                 await self._failed(error)
             except BaseException:
-                link.breaker.abandoned()
+                breaker.abandoned()
                 raise
         raise _combined("ASR", self._errors)
 
     async def _failed(self, error: ProviderError) -> None:
         """Record a failure of the current provider; raise unless the next one may take over."""
-        link = self._owner._links[self._index]
-        link.breaker.failed()
+        self._owner.breaker(self._index).failed()
         session, self._session = self._session, None
         if session is not None:
             await session.cancel()
         if self._produced or not self._replayable or not _passes_over(error):
             raise error
-        self._errors.append((link.name, error))
-        _log_failover("ASR", link.name, error)
+        name = self._owner.members[self._index].name
+        self._errors.append((name, error))
+        _log_failover("ASR", name, error)
 
     async def send(self, pcm: bytes) -> None:
         if self._replayable:
@@ -252,15 +251,15 @@ class _FailoverAsrSession(AsrSession):
             except ProviderError as error:
                 await self._failed(error)
                 continue
-            self._owner._links[self._index].breaker.succeeded()
+            self._owner.breaker(self._index).succeeded()
             if self._errors:
-                _LOGGER.info("ASR answered by %s", self._owner._links[self._index].name)
+                _LOGGER.info("ASR answered by %s", self._owner.members[self._index].name)
             return text
 
     async def cancel(self) -> None:
         session, self._session = self._session, None
         if session is not None:
-            self._owner._links[self._index].breaker.abandoned()
+            self._owner.breaker(self._index).abandoned()
             await session.cancel()
 
 
@@ -306,7 +305,7 @@ class _Recording:
         self._pump.cancel()
 
 
-class FailoverTts(TtsProvider):
+class FailoverTts(_Chain[TtsProvider], TtsProvider):
     """TTS providers tried in order; audio is converted to the first provider's format."""
 
     def __init__(
@@ -315,25 +314,13 @@ class FailoverTts(TtsProvider):
         settings: FailoverConfig,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._chain = tuple(chain)
-        self._links = [
-            _Link(p.name, CircuitBreaker(f"TTS {p.name}", settings, clock)) for p in chain
-        ]
-        self.name = ",".join(p.name for p in chain)
+        super().__init__("TTS", chain, settings, clock)
         self.audio_format = chain[0].audio_format
-        self.model = chain[0].model
         voices: dict[str, Voice] = {}
         for provider in chain:
             for voice in provider.voices:
                 voices.setdefault(voice.name, dataclasses.replace(voice, provider=provider.name))
         self.voices = tuple(voices.values())
-
-    @property
-    def members(self) -> tuple[TtsProvider, ...]:
-        return self._chain
-
-    def breaker(self, index: int) -> CircuitBreaker:
-        return self._links[index].breaker
 
     def _owner_of(self, voice: str | None) -> int | None:
         for index, provider in enumerate(self.members):
@@ -348,38 +335,32 @@ class FailoverTts(TtsProvider):
         recording = _Recording(text)
         errors: list[tuple[str, ProviderError]] = []
         try:
-            for index in _candidates(self._links, owner or 0):
-                link, provider = self._links[index], self.members[index]
+            for index in _candidates(self._breakers, owner or 0):
+                provider, breaker = self._chain[index], self._breakers[index]
                 # A voice goes to the provider that has it (the first one for unknown voices).
                 mine = index == owner or (owner is None and index == 0)
-                link_options = dataclasses.replace(options, voice=options.voice if mine else None)
+                its_options = dataclasses.replace(options, voice=options.voice if mine else None)
                 converter = PcmConverter(provider.audio_format, self.audio_format)
-                link.breaker.begin()  # when every breaker is open, this is not a probe
+                breaker.begin()  # when every breaker is open, this is not a probe
                 produced = False
                 try:
-                    async for pcm in provider.synthesize(recording.replay(), link_options):
+                    async for pcm in provider.synthesize(recording.replay(), its_options):
                         produced = True
                         yield converter.convert(pcm)
                 except ProviderError as error:
-                    link.breaker.failed()
+                    breaker.failed()
                     if produced or not _passes_over(error):
                         raise
-                    errors.append((link.name, error))
-                    _log_failover("TTS", link.name, error)
+                    errors.append((provider.name, error))
+                    _log_failover("TTS", provider.name, error)
                     continue
                 except BaseException:
-                    link.breaker.abandoned()
+                    breaker.abandoned()
                     raise
-                link.breaker.succeeded()
+                breaker.succeeded()
                 if errors:
-                    _LOGGER.info("TTS answered by %s", link.name)
+                    _LOGGER.info("TTS answered by %s", provider.name)
                 return
             raise _combined("TTS", errors)
         finally:
             recording.close()
-
-    async def prepare(self) -> None:
-        await asyncio.gather(*(p.prepare() for p in self.members))
-
-    async def close(self) -> None:
-        await asyncio.gather(*(p.close() for p in self.members), return_exceptions=True)
