@@ -627,6 +627,19 @@ def test_fake_runs_as_a_process():
 # --- in a failover list ----------------------------------------------------------
 
 
+async def utterance_after_a_partial(asr: FailoverAsr, partials: list[str]) -> str:
+    """100 ms of speech, then (once a partial has come) the rest of a second of it."""
+    session = await asr.open("zh", partials.append)
+    await session.send(speech(0.1))
+    for _ in range(300):  # events are picked up as audio is sent
+        if partials:
+            break
+        await session.send(b"")
+        await asyncio.sleep(0.01)
+    await session.send(speech(0.9, seed=1))
+    return await session.finish()
+
+
 async def test_failover_list_ends_a_request_that_failed_mid_stream(fake, providers):
     """Audio already sent cannot be taken back: the next provider is not asked."""
     fake.fault = "drop"  # cut after the first partial / the first audio delta
@@ -638,17 +651,24 @@ async def test_failover_list_ends_a_request_that_failed_mid_stream(fake, provide
             FailoverConfig(),
         )
         audio: list[bytes] = []
-        text = pieces("你好。", "今天天气很好。")
+        heard = asyncio.Event()
+
+        async def text() -> AsyncIterator[str]:
+            yield "你好。"
+            await heard.wait()  # more text only once audio has reached the client
+            yield "今天天气很好。"
+
         with pytest.raises(ProviderError) as caught:
-            async for chunk in tts.synthesize(text, SynthesisOptions()):
+            async for chunk in tts.synthesize(text(), SynthesisOptions()):
                 audio.append(chunk)
+                heard.set()
         assert audio and caught.value.code == ErrorCode.PROVIDER_FAILED
         partials: list[str] = []
         asr = FailoverAsr(
             [asr_provider(providers, fake), AzureAsrProvider(azure_config, credentials, "zh")],
             FailoverConfig(),
         )
-        error, _ = await failure(transcribe(asr, speech(1.0), "zh", partials))
+        error, _ = await failure(utterance_after_a_partial(asr, partials))
         assert partials and error.code == ErrorCode.PROVIDER_FAILED
         await tts.close()
         assert azure.received_ssml == [] and azure.received_audio == []
