@@ -32,14 +32,20 @@ async def read_until(client: AsyncTcpClient, last_type: str, timeout: float = 10
 
 
 async def send_utterance(
-    client: AsyncTcpClient, audio: bytes, chunk_bytes: int, language: str | None = None
+    client: AsyncTcpClient,
+    audio: bytes,
+    chunk_bytes: int,
+    language: str | None = None,
+    pause_s: float = 0.0,
 ) -> None:
-    """HA's STT flow: transcribe, audio-start, chunks of ``chunk_bytes``, audio-stop."""
+    """HA's STT flow: transcribe, audio-start, chunks of ``chunk_bytes`` (``pause_s`` apart,
+    as a live stream arrives), audio-stop."""
     await client.write_event(Transcribe(language=language).event())
     await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
     for start in range(0, len(audio), chunk_bytes):
         piece = audio[start : start + chunk_bytes]
         await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=piece).event())
+        await asyncio.sleep(pause_s)
     await client.write_event(AudioStop().event())
 
 

@@ -49,7 +49,8 @@ async def test_streaming_client_gets_live_qwen_transcripts(qwen):
     assert info.asr[0].models[0].name == "qwen3-asr-flash-realtime"
     assert info.tts[0].voices[0].name == "Ethan"
     audio = speech_pcm("turn on the living room light")
-    await send_utterance(client, audio, chunk_bytes=3200, language="zh")
+    # Live audio: partials come while it streams (a burst would let them coalesce).
+    await send_utterance(client, audio, chunk_bytes=3200, language="zh", pause_s=0.05)
     events = await read_until(client, "transcript-stop")
     types = [e.type for e in events]
     assert types[0] == "transcript-start" and types.count("transcript-chunk") >= 2
