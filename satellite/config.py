@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
@@ -371,9 +372,38 @@ class SatelliteConfig(Model):
     _uri = field_validator("uri")(_check_server_uri)
 
 
+# --- Daemon ------------------------------------------------------------------
+
+
+class LimitsConfig(Model):
+    """What one client may cost the daemon, on both servers."""
+
+    max_connections: Annotated[int, Field(ge=1, le=1024)] = 32  # per server; more get an error
+    idle_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 120.0  # silent connections close
+    # Header, data and payload of one Wyoming event; a larger one is refused unread.
+    max_event_bytes: Annotated[int, Field(ge=65536, le=64 * 1024 * 1024)] = 1024 * 1024
+    # Audio and text one connection may have waiting (ASR audio ahead of the provider,
+    # streamed TTS text, HA's audio ahead of the speaker); beyond it the request fails.
+    max_buffer_bytes: Annotated[int, Field(ge=65536, le=1024 * 1024 * 1024)] = 16 * 1024 * 1024
+    # Client networks allowed to connect, e.g. [192.168.1.0/24, 127.0.0.1/32]; empty: any.
+    allowed_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+
+
+class RecordingsConfig(Model):
+    """The newest utterances kept as WAV files, for tuning the VAD and recognition."""
+
+    dir: Path | None = None  # None: off; e.g. /var/lib/voice-satellite/recordings
+    keep: Annotated[int, Field(ge=1, le=10000)] = 20  # older files are deleted
+
+
 class Config(Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (journald, loki)
     zeroconf: bool = True  # advertise both servers as _wyoming._tcp.local.
+    # On SIGTERM, requests in progress get this long to finish before they are ended.
+    shutdown_timeout_s: Annotated[float, Field(ge=0, le=300)] = 10.0
+    limits: LimitsConfig = LimitsConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
     speech: SpeechConfig = SpeechConfig()
     satellite: SatelliteConfig = SatelliteConfig()
     providers: Providers = Providers()

@@ -21,6 +21,9 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"  # no first result, or not finished, within its deadline
     PROVIDER_FAILED = "provider-failed"  # the provider reported failure or dropped mid-stream
     BAD_REQUEST = "bad-request"  # the Wyoming client sent something unusable
+    TOO_LARGE = "too-large"  # an event or a connection's waiting data is over its limit
+    BUSY = "busy"  # the server already has limits.max_connections clients
+    SHUTTING_DOWN = "shutting-down"  # the daemon is stopping; the request was ended
     INTERNAL = "internal-error"  # a bug on our side; logged with a traceback
 
 
