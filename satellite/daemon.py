@@ -1,7 +1,12 @@
-"""Composes the configured roles into one running daemon and stops it cleanly.
+"""Composes the configured roles into one running daemon: start, reload, and stop.
 
 Each role's modules (providers, audio libraries, zeroconf) are imported only when the role
 is enabled, so a satellite-only device never loads a cloud SDK.
+
+SIGHUP reloads the config file: a valid one applies to the running roles without closing
+any connection (providers, voices, VAD, devices, log level); an invalid one is logged and
+the running config stays. SIGTERM (or SIGINT) refuses new requests, gives those in flight
+``shutdown_timeout_s`` to finish, ends the rest with an ``error``, and exits.
 """
 
 from __future__ import annotations
@@ -11,99 +16,193 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from wyoming.server import AsyncServer, HandlerFactory
 
-from .config import LoadedConfig, SatelliteConfig
+from .config import Config, ConfigError, LoadedConfig, load_config
 from .systemd import Notifier
+
+if TYPE_CHECKING:
+    from .speech.server import SpeechService
 
 _LOGGER = logging.getLogger(__name__)
 
+# Keys whose change needs a restart: the servers' addresses and advertised names.
+_RESTART_KEYS = (
+    "zeroconf",
+    "speech.enabled",
+    "speech.uri",
+    "speech.name",
+    "satellite.enabled",
+    "satellite.uri",
+    "satellite.name",
+)
 
-@dataclass
-class _Role:
-    """A started role: its server, its zeroconf name, and what to release on stop."""
 
-    server: AsyncServer
-    name: str
-    uri: str
-    closers: list[Callable[[], Awaitable[None]]]
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-
-async def _serve(uri: str, handler_factory: HandlerFactory) -> AsyncServer:
-    server = AsyncServer.from_uri(uri)
-    await server.start(handler_factory)
-    return server
+def _value(config: Config, dotted: str) -> object:
+    node: object = config
+    for key in dotted.split("."):
+        node = getattr(node, key)
+    return node
 
 
 def _default_name(role: str) -> str:
     return f"{socket.gethostname().split('.')[0]} {role}"
 
 
-async def _start_speech(loaded: LoadedConfig) -> _Role:
-    from .providers.registry import build_asr, build_tts
-    from .speech.info import build_info
-    from .speech.server import SpeechHandler, SpeechService
+class _Role(ABC):
+    """One started server: what it serves, and how it reloads and stops."""
 
-    config = loaded.config.speech
-    asr, tts = build_asr(loaded), build_tts(loaded)
-    service = SpeechService(
-        asr=asr,
-        tts=tts,
-        info=build_info(asr, tts).event(),
-        transcript_streaming=config.asr.transcript_streaming,
-    )
-    server = await _serve(config.uri, lambda r, w: SpeechHandler(r, w, service=service))
-    # Connections are opened ahead of the first request, without delaying readiness.
-    warm_up = [asyncio.create_task(asr.prepare()), asyncio.create_task(tts.prepare())]
-    voice = tts.voices[0].name if tts.voices else "-"
-    _LOGGER.info(
-        "speech endpoint listening on %s: ASR %s %s (%s); TTS %s %s voice %s",
-        config.uri,
-        asr.name,
-        asr.model,
-        ", ".join(asr.languages),
-        tts.name,
-        tts.model,
-        voice,
-    )
-    name = config.name or _default_name("speech")
-    return _Role(server, name, config.uri, [asr.close, tts.close], warm_up)
+    server: AsyncServer
+    name: str
+    uri: str
+
+    async def _serve(self, uri: str, handler_factory: HandlerFactory) -> None:
+        self.uri = uri
+        self.server = AsyncServer.from_uri(uri)
+        await self.server.start(handler_factory)
+
+    @abstractmethod
+    async def reload(self, old: Config, new: LoadedConfig) -> None:
+        """Apply a new config to the running role."""
+
+    @abstractmethod
+    async def drain(self, timeout: float) -> None:
+        """Refuse new work and give the work in flight ``timeout`` seconds."""
+
+    async def stop(self) -> None:
+        """Close every connection and release what the role holds."""
+        await self.server.stop()
 
 
-async def _start_satellite(config: SatelliteConfig) -> _Role:
-    from .assist.satellite import Satellite
-    from .audio.mic import Mic
-    from .audio.speaker import Speaker
+class _SpeechRole(_Role):
+    async def start(self, loaded: LoadedConfig) -> None:
+        from .speech.server import SpeechEndpoint, SpeechHandler
 
-    name = config.name or _default_name("satellite")
-    speaker = Speaker(config.speaker) if config.speaker is not None else None
-    satellite = Satellite(config, name, Mic(config.mic), speaker)
-    server = await _serve(config.uri, satellite.handler)
-    _LOGGER.info(
-        "satellite %r listening on %s: mic %s, speaker %s",
-        name,
-        config.uri,
-        satellite.mic.description,
-        speaker.description if speaker is not None else "none",
-    )
-    mic = asyncio.create_task(satellite.run_mic(), name="mic")
-    return _Role(server, name, config.uri, [satellite.close], [mic])
+        config = loaded.config.speech
+        self.name = config.name or _default_name("speech")
+        self._background: set[asyncio.Task[None]] = set()  # warm-ups, retiring services
+        self.endpoint = SpeechEndpoint(self._build_service(loaded))
+        await self._serve(config.uri, lambda r, w: SpeechHandler(r, w, endpoint=self.endpoint))
+        _LOGGER.info("speech endpoint listening on %s: %s", config.uri, self._describe())
+
+    def _build_service(self, loaded: LoadedConfig) -> SpeechService:
+        from .providers.registry import build_asr, build_tts
+        from .speech.info import build_info
+        from .speech.server import SpeechService
+
+        asr, tts = build_asr(loaded), build_tts(loaded)
+        service = SpeechService(
+            asr=asr,
+            tts=tts,
+            info=build_info(asr, tts).event(),
+            transcript_streaming=loaded.config.speech.asr.transcript_streaming,
+        )
+        # Connections are opened ahead of the first request, without delaying readiness.
+        self._in_background(asr.prepare())
+        self._in_background(tts.prepare())
+        return service
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _describe(self) -> str:
+        service = self.endpoint.service
+        asr, tts = service.asr, service.tts
+        voice = tts.voices[0].name if tts.voices else "-"
+        return (
+            f"ASR {asr.name} {asr.model} ({', '.join(asr.languages)}); "
+            f"TTS {tts.name} {tts.model} voice {voice}"
+        )
+
+    async def reload(self, old: Config, new: LoadedConfig) -> None:
+        config = new.config
+        if (config.speech, config.providers) == (old.speech, old.providers):
+            return
+        self._in_background(self.endpoint.replace(self._build_service(new)))
+        _LOGGER.info(
+            "speech endpoint: %s (requests in progress finish on the previous providers)",
+            self._describe(),
+        )
+
+    async def drain(self, timeout: float) -> None:
+        in_flight = self.endpoint.in_flight
+        if in_flight:
+            _LOGGER.info(
+                "speech endpoint: waiting up to %g s for %d request(s)", timeout, in_flight
+            )
+        ended = await self.endpoint.drain(timeout)
+        if ended:
+            _LOGGER.warning("speech endpoint: ended %d unfinished request(s)", ended)
+
+    async def stop(self) -> None:
+        await super().stop()
+        for task in self._background:  # warm-ups, and retirements whose requests ended
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.endpoint.service.close()
+
+
+class _SatelliteRole(_Role):
+    async def start(self, loaded: LoadedConfig) -> None:
+        from .assist.satellite import Satellite
+        from .audio.mic import Mic
+        from .audio.speaker import Speaker
+
+        config = loaded.config.satellite
+        self.name = config.name or _default_name("satellite")
+        speaker = Speaker(config.speaker) if config.speaker is not None else None
+        self.satellite = Satellite(config, self.name, Mic(config.mic), speaker)
+        await self._serve(config.uri, self.satellite.handler)
+        _LOGGER.info(
+            "satellite %r listening on %s: mic %s, speaker %s",
+            self.name,
+            config.uri,
+            self.satellite.mic.description,
+            speaker.description if speaker is not None else "none",
+        )
+        self._mic_loop = asyncio.create_task(self.satellite.run_mic(), name="mic")
+
+    async def reload(self, old: Config, new: LoadedConfig) -> None:
+        if new.config.satellite != old.satellite:
+            await self.satellite.reconfigure(new.config.satellite)
+            _LOGGER.info("satellite: new settings applied")
+
+    async def drain(self, timeout: float) -> None:
+        await self.satellite.drain(timeout)
+
+    async def stop(self) -> None:
+        self._mic_loop.cancel()
+        await super().stop()
+        await self.satellite.close()
 
 
 class Daemon:
-    """Runs the configured roles until SIGTERM or SIGINT."""
+    """Runs the configured roles until SIGTERM or SIGINT; SIGHUP reloads the config."""
 
-    def __init__(self, loaded: LoadedConfig) -> None:
+    def __init__(self, loaded: LoadedConfig, config_path: Path | None = None) -> None:
         self.loaded = loaded
+        self.config_path = config_path  # what to read again on SIGHUP (None: the default)
+        self.started_config = loaded.config  # what the servers were started with
         self._stop = asyncio.Event()
         self._systemd = Notifier()
+        self._roles: list[_Role] = []
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def request_reload(self) -> None:
+        task = asyncio.create_task(self.reload(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     async def run(self) -> None:
         config = self.loaded.config
@@ -111,38 +210,84 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
-
-        roles: list[_Role] = []
-        closers: list[Callable[[], Awaitable[None]]] = []
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        discovery = None
         try:
             if config.speech.enabled:
-                roles.append(await _start_speech(self.loaded))
+                speech = _SpeechRole()
+                await speech.start(self.loaded)
+                self._roles.append(speech)
             if config.satellite.enabled:
-                roles.append(await _start_satellite(config.satellite))
-            if not roles:
+                satellite = _SatelliteRole()
+                await satellite.start(self.loaded)
+                self._roles.append(satellite)
+            if not self._roles:
                 _LOGGER.warning("no role is enabled (speech.enabled and satellite.enabled)")
-            if config.zeroconf and roles:
+            if config.zeroconf and self._roles:
                 from .discovery import Advertisement, Discovery
 
-                discovery = Discovery([Advertisement(role.name, role.uri) for role in roles])
-                closers.append(discovery.close)
+                discovery = Discovery([Advertisement(r.name, r.uri) for r in self._roles])
                 await discovery.start()
-            serving = ", ".join(f"{role.name} on {role.uri}" for role in roles) or "no role"
-            self._systemd.ready(f"serving: {serving}")
+            self._systemd.ready(self._status())
             watchdog = asyncio.create_task(self._systemd.feed_watchdog(), name="watchdog")
             await self._stop.wait()
             watchdog.cancel()
             _LOGGER.info("stopping")
-        finally:
             self._systemd.stopping()
-            for role in roles:
-                for task in role.tasks:
-                    task.cancel()
-                await role.server.stop()
-                closers += role.closers
-            for close in closers:
+            await self._drain()
+        finally:
+            for task in self._reloads:
+                task.cancel()
+            for role in self._roles:
                 with contextlib.suppress(Exception):
-                    await close()
-            for signum in (signal.SIGTERM, signal.SIGINT):
+                    await role.stop()
+            if discovery is not None:
+                with contextlib.suppress(Exception):
+                    await discovery.close()
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
         _LOGGER.info("stopped")
+
+    def _status(self) -> str:
+        serving = ", ".join(f"{role.name} on {role.uri}" for role in self._roles)
+        return f"serving: {serving or 'no role'}"
+
+    async def _drain(self) -> None:
+        timeout = self.loaded.config.shutdown_timeout_s
+        await asyncio.gather(*(role.drain(timeout) for role in self._roles))
+
+    async def reload(self) -> None:
+        """Read the config file again and apply it; an invalid one changes nothing."""
+        async with self._reload_lock:
+            self._systemd.reloading()
+            try:
+                await self._reload()
+            finally:
+                self._systemd.ready(self._status())
+
+    async def _reload(self) -> None:
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            _LOGGER.error(
+                "reload: %s is invalid, keeping the running configuration:\n  %s",
+                exc.source,
+                "\n  ".join(exc.problems),
+            )
+            return
+        old = self.loaded.config
+        pending = [
+            key
+            for key in _RESTART_KEYS
+            if _value(new.config, key) != _value(self.started_config, key)
+        ]
+        if pending:
+            _LOGGER.warning(
+                "reload: %s changed; restart the service to apply (the rest applies now)",
+                ", ".join(pending),
+            )
+        logging.getLogger().setLevel(new.config.log_level.upper())
+        for role in self._roles:
+            await role.reload(old, new)
+        self.loaded = new
+        _LOGGER.info("reload: configuration from %s applied", new.source)

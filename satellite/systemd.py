@@ -37,6 +37,10 @@ class Notifier:
     def status(self, status: str) -> None:
         self._send(f"STATUS={status}")
 
+    def reloading(self) -> None:
+        """A reload has begun; ``ready()`` ends it."""
+        self._send("RELOADING=1\nSTATUS=reloading the configuration")
+
     def stopping(self) -> None:
         self._send("STOPPING=1\nSTATUS=stopping")
 

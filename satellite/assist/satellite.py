@@ -4,7 +4,8 @@ HA connects to the satellite (it is the TCP client). Only the newest connection 
 Voiced audio opens a pipeline run (``run-pipeline`` then ``audio-chunk``s, the pre-roll
 first); the run's audio ends with ``audio-stop`` when HA reports the transcript (or the end
 of speech), or when the gate's hangover expires. While anything plays, the mic is gated so
-the satellite never hears itself.
+the satellite never hears itself. A config reload applies without dropping HA: a run in
+progress keeps its gate, and a new mic or speaker takes over from the old one.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Satellite:
         self.speaker = speaker
         self.info = satellite_info(config, name).event()
         self.gate = VadGate(config.vad)
+        self._gate_vad = config.vad  # the settings self.gate was built with
         self._connection: SatelliteHandler | None = None
         self._streaming = False  # a pipeline run is receiving our audio
         # Once HA has heard the wake word or speech, HA (not our gate) ends the audio: a
@@ -188,7 +190,39 @@ class Satellite:
         """No run receives our audio any more: the gate decides again from fresh audio."""
         self._streaming = False
         self._ha_listens_until = None
-        self.gate.reset()
+        if self._gate_vad != self.config.vad:  # a reload changed the VAD settings
+            self.gate, self._gate_vad = VadGate(self.config.vad), self.config.vad
+        else:
+            self.gate.reset()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def reconfigure(self, config: SatelliteConfig) -> None:
+        """Apply a reloaded config (same server address); HA stays connected."""
+        old, self.config = self.config, config
+        self.info = satellite_info(config, self.name).event()
+        if not self._streaming:
+            self._forget_run()  # else the run ends with the gate it started with
+        if config.mic != old.mic:
+            # The mic loop moves to the new mic when the old one's chunks end.
+            old_mic, self.mic = self.mic, Mic(config.mic)
+            _LOGGER.info("microphone: now %s", self.mic.description)
+            await self.end_run(self._active(), "the microphone changed")
+            await old_mic.close()
+        if config.speaker != old.speaker:
+            old_speaker = self.speaker
+            self.speaker = Speaker(config.speaker) if config.speaker is not None else None
+            if old_speaker is not None:  # after the sounds already playing on it
+                self._play_in_order(old_speaker.close())
+
+    async def drain(self, timeout: float) -> None:
+        """Stop listening (HA gets ``audio-stop`` for a run in progress) and give the sound
+        playing up to ``timeout`` seconds to finish."""
+        self._closed = True
+        await self.mic.close()
+        await self.end_run(self._active(), "shutting down")
+        if self._playback_tail is not None and timeout > 0:
+            await asyncio.wait({self._playback_tail}, timeout=timeout)
 
     # --- HA -> satellite ------------------------------------------------------------------
 

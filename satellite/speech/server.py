@@ -6,11 +6,15 @@ reading. A client that takes live transcripts also gets ``transcript-start``, a
 ``transcript-chunk`` per new piece of the hypothesis, and ``transcript-stop`` after the
 final ``transcript``. TTS audio is written as the provider produces it. Streaming synthesis
 always ends with ``synthesize-stopped``, even after a failure.
+
+A config reload replaces the endpoint's service: new requests use the new providers, while
+requests in flight finish on the ones they started with, which are closed afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -48,6 +52,55 @@ class SpeechService:
     info: Event
     # Live transcripts: "auto" sends them to clients that asked for the info first.
     transcript_streaming: Literal["auto", "always", "never"] = "auto"
+
+    async def close(self) -> None:
+        for provider in (self.asr, self.tts):
+            if provider is not None:
+                await provider.close()
+
+
+class SpeechEndpoint:
+    """The service new requests get, and every request in flight with the service it uses."""
+
+    def __init__(self, service: SpeechService) -> None:
+        self.service = service
+        self.stopping = False  # new requests are refused
+        self._requests: dict[asyncio.Task[None], SpeechService] = {}
+
+    def track(self, task: asyncio.Task[None], service: SpeechService) -> None:
+        self._requests[task] = service
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._requests.pop(task, None)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._requests)
+
+    async def replace(self, service: SpeechService) -> None:
+        """Serve new requests with ``service``; close the old one once its requests end."""
+        old, self.service = self.service, service
+        using_old = [task for task, used in self._requests.items() if used is old]
+        try:
+            if using_old:
+                # Every request is bounded by its deadlines (or ends with its connection).
+                await asyncio.wait(using_old)
+        finally:
+            await old.close()
+
+    async def drain(self, timeout: float) -> int:
+        """Refuse new requests, give those in flight ``timeout`` seconds, then end the rest
+        (their clients get ``error`` shutting-down). Returns how many were ended."""
+        self.stopping = True
+        pending: set[asyncio.Task[None]] = set(self._requests)
+        if pending and timeout > 0:
+            _, pending = await asyncio.wait(pending, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
 
 
 def _audio_format(data: dict) -> AudioFormat:
@@ -156,18 +209,31 @@ class SpeechHandler(GuardedHandler):
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        service: SpeechService,
+        endpoint: SpeechEndpoint,
     ) -> None:
         super().__init__(reader, writer)
-        self.service = service
+        self.endpoint = endpoint
         self._language: str | None = None
         self._utterance: _Utterance | None = None
         self._tts_stream: _TextStream | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._tts_tail: asyncio.Task[None] | None = None
         self._described = False  # the client has read our info (live transcripts advertised)
+        self._told_stopping = False
+
+    @property
+    def service(self) -> SpeechService:
+        """The service new requests use (a config reload may replace it)."""
+        return self.endpoint.service
 
     async def dispatch(self, event: Event) -> None:
+        if self.endpoint.stopping and self._starts_request(event):
+            if not self._told_stopping:  # once: the rest of the refused request is dropped
+                self._told_stopping = True
+                await self.send_error(
+                    ErrorCode.SHUTTING_DOWN, "the speech endpoint is shutting down; try again"
+                )
+            return
         if Describe.is_type(event.type):
             self._described = True
             await self.write_event(self.service.info)
@@ -200,6 +266,17 @@ class SpeechHandler(GuardedHandler):
             self._tts_stream.stop()
             self._tts_stream = None
         # Anything else (ping, future events) is ignored, as Wyoming peers expect.
+
+    def _starts_request(self, event: Event) -> bool:
+        """Whether ``event`` begins (or belongs to no) request: refused while stopping."""
+        kind = event.type
+        if AudioStart.is_type(kind) or SynthesizeStart.is_type(kind):
+            return True
+        if AudioChunk.is_type(kind) or AudioStop.is_type(kind):
+            return self._utterance is None
+        if any(t.is_type(kind) for t in (Synthesize, SynthesizeChunk, SynthesizeStop)):
+            return self._tts_stream is None
+        return False
 
     # --- speech to text ----------------------------------------------------------
 
@@ -326,10 +403,13 @@ class SpeechHandler(GuardedHandler):
 
         try:
             await self._guard("TTS", tts.name, speak())
-        finally:
             if stream is not None:
                 await stream.stopped.wait()  # answer synthesize-stop only once it came
-                await self.write_event(SynthesizeStopped().event())
+        finally:
+            # Also when the request is ended early, or HA would wait for it forever.
+            if stream is not None:
+                with contextlib.suppress(ConnectionError):
+                    await self.write_event(SynthesizeStopped().event())
 
     # --- shared ------------------------------------------------------------------
 
@@ -340,7 +420,13 @@ class SpeechHandler(GuardedHandler):
         except ProviderError as exc:
             _LOGGER.warning("%s %s failed [%s]: %s", role, provider, exc.code, exc.message)
             await self.send_error(exc.code, f"{role} {provider}: {exc.message}")
-        except (ConnectionError, asyncio.CancelledError):
+        except asyncio.CancelledError:
+            if self.endpoint.stopping:
+                await self.send_error(
+                    ErrorCode.SHUTTING_DOWN, f"{role} {provider}: ended, the daemon is stopping"
+                )
+            raise
+        except ConnectionError:
             raise
         except Exception:
             _LOGGER.exception("%s %s: unexpected failure", role, provider)
@@ -348,13 +434,17 @@ class SpeechHandler(GuardedHandler):
         return None
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        """Run one request; it keeps the service it started with."""
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self.endpoint.track(task, self.service)
         return task
 
     async def disconnect(self) -> None:
         """Cancel whatever this client started; providers release their sessions."""
+        if self._tts_stream is not None:
+            self._tts_stream.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -35,11 +35,7 @@ class Daemon:
     def __init__(self, workdir: Path, config_text: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.config_path = workdir / "config.yaml"
-        if "zeroconf:" not in config_text:  # keep multicast off the machine's interfaces
-            config_text = "zeroconf: false\n" + config_text
-        self.config_path.write_text(
-            config_text.replace("LISTEN_URI", f"tcp://127.0.0.1:{self.port}"), encoding="utf-8"
-        )
+        self.write_config(config_text)
         self.log_path = workdir / "daemon.log"
         environment = {
             **os.environ,
@@ -69,6 +65,29 @@ class Daemon:
                 return time.monotonic() - self.started_at
             time.sleep(0.005)
         raise TimeoutError(f"daemon not listening after {timeout} s:\n{self.logs()}")
+
+    def write_config(self, config_text: str) -> None:
+        """The config file; LISTEN_URI stands for this daemon's address."""
+        if "zeroconf:" not in config_text:  # keep multicast off the machine's interfaces
+            config_text = "zeroconf: false\n" + config_text
+        self.config_path.write_text(
+            config_text.replace("LISTEN_URI", f"tcp://127.0.0.1:{self.port}"), encoding="utf-8"
+        )
+
+    def reload(self, config_text: str, timeout: float = 10.0) -> str:
+        """Write a new config, send SIGHUP and return the log lines of that reload."""
+        self.write_config(config_text)
+        before = len(self.logs())
+        self.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new_lines = self.logs()[before:]
+            if "reload: " in new_lines and (
+                "applied" in new_lines or "keeping the running configuration" in new_lines
+            ):
+                return new_lines
+            time.sleep(0.02)
+        raise TimeoutError(f"no reload after {timeout} s:\n{self.logs()}")
 
     def logs(self) -> str:
         if not self._log.closed:

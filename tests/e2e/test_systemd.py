@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -87,6 +88,9 @@ def test_daemon_tells_systemd_ready_alive_and_stopping(tmp_path, notify_socket):
         watchdog = [notify_socket.recv(4096).decode() for _ in range(3)]
         assert watchdog == ["WATCHDOG=1"] * 3
         assert time.monotonic() - fed < 2.0  # every 0.1 s: half the 0.2 s watchdog
+        daemon.process.send_signal(signal.SIGHUP)  # systemctl reload
+        reload = [m for m in messages_until(notify_socket, "READY=1") if m != "WATCHDOG=1"]
+        assert reload[0].startswith("RELOADING=1") and "STATUS=serving: " in reload[-1]
         assert daemon.stop() == 0, daemon.logs()
         assert "STOPPING=1" in messages_until(notify_socket, "STOPPING=1")[-1]
     finally:

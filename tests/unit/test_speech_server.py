@@ -33,7 +33,7 @@ from satellite.providers.base import (
     Voice,
 )
 from satellite.speech.info import build_info
-from satellite.speech.server import SpeechHandler, SpeechService
+from satellite.speech.server import SpeechEndpoint, SpeechHandler, SpeechService
 from tests.wyoming_client import connect, read, read_until, send_utterance
 
 
@@ -121,7 +121,7 @@ async def endpoint():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = AsyncServer.from_uri(f"tcp://127.0.0.1:{port}")
-    await server.start(partial(SpeechHandler, service=service))
+    await server.start(partial(SpeechHandler, endpoint=SpeechEndpoint(service)))
     yield asr, tts, port
     await server.stop()
 
