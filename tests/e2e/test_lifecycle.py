@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping
 from wyoming.tts import Synthesize
@@ -244,3 +245,26 @@ async def test_sighup_changes_vad_and_speaker_while_ha_stays_connected(tmp_path:
         await client.disconnect()
     finally:
         assert daemon.stop() == 0, daemon.logs()
+
+
+async def test_sigterm_ends_the_satellites_run_with_audio_stop(tmp_path: Path):
+    mic_pcm = silence(2) + speech_pcm("turn on the kitchen light", 0.0, 0.0) + silence(30)
+    write_wav(tmp_path / "mic.wav", mic_pcm)
+    config = satellite_config(file_mic(tmp_path / "mic.wav"), file_speaker(tmp_path / "out.raw"))
+    daemon = Daemon(tmp_path, config)
+    try:
+        client = await start_ha(daemon)
+        assert (await read(client, 15)).type == "run-pipeline"
+        # HA heard speech: from now on HA, not the satellite's gate, ends the audio.
+        await client.write_event(Event(type="voice-started", data={"timestamp": 0}))
+        stopped = asyncio.create_task(asyncio.to_thread(daemon.stop))
+        for _ in range(500):  # the audio so far, then audio-stop, then the close
+            event = await read(client, 10)
+            if event.type != "audio-chunk":
+                break
+        assert event.type == "audio-stop", event
+        assert await stopped == 0, daemon.logs()
+        assert "audio for the pipeline run ended: shutting down" in daemon.logs()
+        await client.disconnect()
+    finally:
+        daemon.stop()
