@@ -35,6 +35,7 @@ from wyoming.tts import (
 )
 
 from ..audio.pcm import AudioFormat, PcmConverter
+from ..buffers import BoundedQueue, BufferFull
 from ..providers.base import AsrProvider, ErrorCode, ProviderError, SynthesisOptions, TtsProvider
 from ..providers.text import stable_prefix
 from ..wyoming_handler import BadRequest, GuardedHandler, audio_format_of
@@ -117,15 +118,15 @@ def _text_field(data: dict, key: str) -> str:
 class _TextStream:
     """Text of one streaming synthesis, from synthesize-start to synthesize-stop."""
 
-    def __init__(self) -> None:
-        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+    def __init__(self, limit: int) -> None:
+        self._pieces: BoundedQueue[str] = BoundedQueue(limit)
         self.stopped = asyncio.Event()
 
     def add(self, text: str) -> None:
-        self._pieces.put_nowait(text)
+        self._pieces.put(text)
 
     def stop(self) -> None:
-        self._pieces.put_nowait(None)
+        self._pieces.end()
         self.stopped.set()
 
     async def pieces(self) -> AsyncIterator[str]:
@@ -195,9 +196,9 @@ class _LiveTranscript:
 class _Utterance:
     """Audio of one transcription on its way to the provider."""
 
-    def __init__(self, source: AudioFormat, target: AudioFormat) -> None:
+    def __init__(self, source: AudioFormat, target: AudioFormat, limit: int) -> None:
         self.converter = PcmConverter(source, target)
-        self.audio: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.audio: BoundedQueue[bytes] = BoundedQueue(limit)
         self.seconds = 0.0
         self.task: asyncio.Task[None] | None = None
 
@@ -245,7 +246,7 @@ class SpeechHandler(GuardedHandler):
         elif AudioStart.is_type(event.type):
             self._start_utterance(_audio_format(event.data))
         elif AudioChunk.is_type(event.type):
-            self._add_audio(event)
+            await self._add_audio(event)
         elif AudioStop.is_type(event.type):
             self._end_utterance()
         elif Synthesize.is_type(event.type):
@@ -254,7 +255,7 @@ class SpeechHandler(GuardedHandler):
         elif SynthesizeStart.is_type(event.type):
             if self._tts_stream is not None:
                 self._tts_stream.stop()  # an unfinished stream ends where the new one starts
-            self._tts_stream = _TextStream()
+            self._tts_stream = _TextStream(self.limits.max_buffer_bytes)
             self._start_synthesis(event.data, self._tts_stream.pieces(), self._tts_stream)
         elif SynthesizeChunk.is_type(event.type):
             if self._tts_stream is None:
@@ -287,14 +288,14 @@ class SpeechHandler(GuardedHandler):
         if self._utterance is not None and self._utterance.task is not None:
             self._utterance.task.cancel()  # a new utterance replaces an unfinished one
         try:
-            utterance = _Utterance(source, asr.input_format)
+            utterance = _Utterance(source, asr.input_format, self.limits.max_buffer_bytes)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         utterance.task = self._spawn(self._transcribe(asr, utterance, self._language))
         self._utterance = utterance
         return utterance
 
-    def _add_audio(self, event: Event) -> None:
+    async def _add_audio(self, event: Event) -> None:
         utterance = self._utterance
         if utterance is None:  # audio-start is optional for lenient clients
             utterance = self._start_utterance(_audio_format(event.data))
@@ -303,12 +304,15 @@ class SpeechHandler(GuardedHandler):
         pcm = utterance.converter.convert(event.payload or b"")
         utterance.seconds += utterance.converter.source.seconds(len(event.payload or b""))
         if pcm:
-            utterance.audio.put_nowait(pcm)
+            try:
+                utterance.audio.put(pcm)
+            except BufferFull as exc:
+                await self._fail_request("ASR", utterance.task, f"audio ahead of the provider: {exc}")
 
     def _end_utterance(self) -> None:
         if self._utterance is None:
             raise BadRequest("audio-stop without audio")
-        self._utterance.audio.put_nowait(None)
+        self._utterance.audio.end()
         self._utterance = None
 
     def _streams_transcripts(self) -> bool:
@@ -443,8 +447,6 @@ class SpeechHandler(GuardedHandler):
 
     async def disconnect(self) -> None:
         """Cancel whatever this client started; providers release their sessions."""
-        if self._tts_stream is not None:
-            self._tts_stream.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

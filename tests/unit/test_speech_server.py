@@ -114,16 +114,23 @@ class ScriptedTts(TtsProvider):
 
 
 @pytest.fixture
-async def endpoint():
+async def served():
+    """The scripted providers, the port, and the endpoint that serves them."""
     asr, tts = ScriptedAsr(), ScriptedTts()
-    service = SpeechService(asr=asr, tts=tts, info=build_info(asr, tts).event())
+    speech = SpeechEndpoint(SpeechService(asr=asr, tts=tts, info=build_info(asr, tts).event()))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = AsyncServer.from_uri(f"tcp://127.0.0.1:{port}")
-    await server.start(partial(SpeechHandler, endpoint=SpeechEndpoint(service)))
-    yield asr, tts, port
+    await server.start(partial(SpeechHandler, endpoint=speech))
+    yield asr, tts, port, speech
     await server.stop()
+
+
+@pytest.fixture
+def endpoint(served):
+    asr, tts, port, _ = served
+    return asr, tts, port
 
 
 async def test_describe_advertises_both_roles(endpoint):
@@ -325,3 +332,34 @@ async def test_many_clients_at_once(endpoint):
 
     assert await asyncio.gather(*(one(i) for i in range(20))) == ["transcript"] * 20
     assert sorted(a[0] for a in asr.received) == list(range(20))
+
+
+async def test_a_vanished_streaming_client_leaves_no_request_behind(served):
+    _, tts, port, speech = served
+    client = await connect(port)
+    await client.write_event(SynthesizeStart().event())
+    await client.write_event(SynthesizeChunk(text="你好，").event())
+    for _ in range(100):
+        if tts.requests and tts.requests[0][0]:
+            break
+        await asyncio.sleep(0.02)
+    assert speech.in_flight == 1
+    await client.disconnect()  # gone before synthesize-stop
+    for _ in range(100):
+        if speech.in_flight == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert speech.in_flight == 0
+
+
+async def test_while_stopping_new_requests_get_shutting_down(served):
+    _, _, port, speech = served
+    speech.stopping = True
+    client = await connect(port)
+    await client.write_event(Synthesize(text="你好。").event())
+    await send_utterance(client, bytes(3200), chunk_bytes=320)
+    error = await read(client)
+    assert error.type == "error" and error.data["code"] == ErrorCode.SHUTTING_DOWN
+    await client.write_event(Describe().event())  # once per connection; info still answered
+    assert (await read(client)).type == "info"
+    await client.disconnect()
