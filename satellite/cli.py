@@ -1,18 +1,34 @@
-"""Command line: ``voice-satellite run | check-config | devices | mic-test``."""
+"""Command line: ``voice-satellite run | check-config | devices | mic-test | say | transcribe
+| voices``.
+
+Exit codes (README): 0 done; 1 the config, an argument or a local file or device cannot be
+used; 2 the command line is malformed (argparse); 3 a provider failed (its Wyoming error
+code and message are printed); 130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import shutil
+import stat
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
-from . import __version__
+from . import __version__, logs
 from .config import ConfigError, LoadedConfig, load_config
 
 _LOGGER = logging.getLogger("satellite")
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_UNUSABLE = 1  # config, argument, file or device
+EXIT_PROVIDER = 3
+EXIT_INTERRUPTED = 130
 
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
@@ -26,15 +42,37 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_EXIT_CODES = (
+    "exit codes: 0 done, 1 unusable config, argument, file or device, 2 malformed command "
+    "line, 3 the provider failed (its error code and message are printed), 130 interrupted"
+)
+
+
+def _command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    description: str,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=summary, description=description, epilog=epilog)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voice-satellite",
-        description="Wyoming speech endpoint (DashScope / Azure) for Home Assistant.",
+        description="Wyoming speech endpoint (DashScope / Azure / espeak-ng) and voice "
+        "satellite for Home Assistant.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    run = _command(
+        commands,
+        "run",
+        "run the daemon until SIGTERM/SIGINT",
+        "Serve the enabled roles (speech endpoint, satellite) until SIGTERM or SIGINT.",
+    )
     _config_argument(run)
     run.add_argument(
         "--log-level",
@@ -42,14 +80,37 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="overrides log_level from the config",
     )
+    run.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=None,
+        help="overrides log_format from the config; json: one object per line "
+        "(time, level, logger, message, exception) for journald or Loki",
+    )
 
-    check = commands.add_parser("check-config", help="validate the config; exit 1 on problems")
+    check = _command(
+        commands,
+        "check-config",
+        "validate the config; exit 1 on problems",
+        "Validate the config and print each problem with its key path, or what would be "
+        "served and any warnings (a missing key, a key other users can read).",
+    )
     _config_argument(check)
 
-    commands.add_parser("devices", help="list the audio devices PyAudio sees, with their indexes")
+    _command(
+        commands,
+        "devices",
+        "list the audio devices PyAudio sees, with their indexes",
+        "List the audio devices PyAudio sees: index, input and output channels, default "
+        "rate and name, for satellite.mic.device and satellite.speaker.device.",
+    )
 
-    meter = commands.add_parser(
-        "mic-test", help="show a live level and VAD meter from the configured microphone"
+    meter = _command(
+        commands,
+        "mic-test",
+        "show a live level and VAD meter from the configured microphone",
+        "Show the configured microphone's level (dBFS) and whether the VAD hears a voice, "
+        "every 100 ms, to tune satellite.vad.aggressiveness.",
     )
     _config_argument(meter)
     meter.add_argument(
@@ -61,6 +122,53 @@ def _parser() -> argparse.ArgumentParser:
         choices=range(4),
         default=None,
         help="try a VAD aggressiveness other than satellite.vad.aggressiveness",
+    )
+
+    say = _command(
+        commands,
+        "say",
+        "speak a text with the configured TTS provider",
+        "Synthesize a text with speech.tts.provider (failover list included) and play it "
+        "on satellite.speaker, or write it to a WAV file.",
+        _EXIT_CODES,
+    )
+    _config_argument(say)
+    say.add_argument("text", help="what to say; - reads it from stdin")
+    say.add_argument("--voice", default=None, help="a voice listed by 'voices' (default: its *)")
+    say.add_argument(
+        "--output", type=Path, default=None, metavar="FILE.wav", help="write a WAV file instead"
+    )
+
+    transcribe = _command(
+        commands,
+        "transcribe",
+        "print the transcript of a WAV file from the configured ASR provider",
+        "Stream a WAV file (any rate, width and channels) to speech.asr.provider (failover "
+        "list included), as fast as it takes it, and print the transcript on stdout.",
+        _EXIT_CODES,
+    )
+    _config_argument(transcribe)
+    transcribe.add_argument("file", type=Path, metavar="FILE.wav", help="the audio to transcribe")
+    transcribe.add_argument(
+        "--language", default=None, help="language hint, e.g. zh or en-US (default: the config's)"
+    )
+    transcribe.add_argument(
+        "--partials",
+        action="store_true",
+        help="show each partial hypothesis on stderr as it changes",
+    )
+
+    voices = _command(
+        commands,
+        "voices",
+        "list the TTS provider's voices",
+        "List the voices of speech.tts.provider (every provider of a failover list): name, "
+        "languages, provider and description; the default (*) first.",
+        _EXIT_CODES,
+    )
+    _config_argument(voices)
+    voices.add_argument(
+        "--language", default=None, help="only voices speaking it (zh also matches zh-CN)"
     )
     return parser
 
@@ -110,10 +218,43 @@ def _missing_secrets(loaded: LoadedConfig) -> list[str]:
     return warnings
 
 
+def _readable_by_others(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & stat.S_IROTH)
+    except OSError:  # a missing key file is reported when a request needs it
+        return False
+
+
+def _exposed_secrets(loaded: LoadedConfig) -> list[str]:
+    """Warnings for keys that every user of the machine can read (never their values)."""
+    fix = "chmod 600 {0} (and chown it to the user the daemon runs as)"
+    warnings = []
+    if loaded.written_secrets and _readable_by_others(Path(loaded.source)):
+        keys = " and ".join(loaded.written_secrets)
+        warnings.append(
+            f"{loaded.source} holds {keys} in plain text and other users can read it: "
+            f"{fix.format(loaded.source)}, or read the key from the environment (${{VAR}})"
+        )
+    providers = loaded.config.providers
+    for key_path, file in (
+        ("providers.dashscope.api_key_file", providers.dashscope.api_key_file),
+        ("providers.azure.key_file", providers.azure.key_file),
+    ):
+        if file is not None and _readable_by_others(file):
+            warnings.append(
+                f"the key file {file} ({key_path}) can be read by other users: {fix.format(file)}"
+            )
+    return warnings
+
+
+def _warnings(loaded: LoadedConfig) -> list[str]:
+    return _missing_secrets(loaded) + _exposed_secrets(loaded)
+
+
 def _check_config(args: argparse.Namespace) -> int:
     loaded = _load_or_report(args.config)
     if loaded is None:
-        return 1
+        return EXIT_UNUSABLE
     config = loaded.config
     print(f"{loaded.source}: valid")
     if config.speech.enabled:
@@ -128,21 +269,9 @@ def _check_config(args: argparse.Namespace) -> int:
             f"  satellite {satellite.uri}: mic {satellite.mic.backend}, speaker {speaker}, "
             f"start stage {satellite.start_stage}"
         )
-    for warning in _missing_secrets(loaded):
+    for warning in _warnings(loaded):
         print(f"  warning: {warning}")
-    return 0
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # The SDKs' own logs repeat failures that our log lines already report (with tracebacks
-    # of deliberate cancellations), and some log request headers, which carry the key.
-    for sdk_logger in ("dashscope", "websocket", "websockets", "aiohttp"):
-        logging.getLogger(sdk_logger).setLevel(logging.CRITICAL)
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -150,16 +279,18 @@ def _run(args: argparse.Namespace) -> int:
 
     loaded = _load_or_report(args.config)
     if loaded is None:
-        return 1
-    _setup_logging(args.log_level or loaded.config.log_level)
-    for warning in _missing_secrets(loaded):
+        return EXIT_UNUSABLE
+    logs.setup(
+        args.log_level or loaded.config.log_level, args.log_format or loaded.config.log_format
+    )
+    for warning in _warnings(loaded):
         _LOGGER.warning(warning)
     try:
-        asyncio.run(Daemon(loaded).run())
+        asyncio.run(Daemon(loaded, args.config).run())
     except OSError as exc:
         _LOGGER.error("cannot start: %s", exc)
-        return 1
-    return 0
+        return EXIT_UNUSABLE
+    return EXIT_OK
 
 
 def _devices(_: argparse.Namespace) -> int:
@@ -169,7 +300,7 @@ def _devices(_: argparse.Namespace) -> int:
         devices = list_devices()
     except OSError as exc:
         print(f"cannot list audio devices: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_UNUSABLE
     print("index  in  out  rate    name")
     for device in devices:
         print(
@@ -178,11 +309,11 @@ def _devices(_: argparse.Namespace) -> int:
         )
     if not devices:
         print("no audio devices found", file=sys.stderr)
-        return 1
+        return EXIT_UNUSABLE
     print(
         "\nUse the index or (part of) the name as satellite.mic.device / satellite.speaker.device."
     )
-    return 0
+    return EXIT_OK
 
 
 def _mic_test(args: argparse.Namespace) -> int:
@@ -190,8 +321,8 @@ def _mic_test(args: argparse.Namespace) -> int:
 
     loaded = _load_or_report(args.config)
     if loaded is None:
-        return 1
-    _setup_logging("warning")
+        return EXIT_UNUSABLE
+    logs.setup("warning")
     satellite = loaded.config.satellite
     vad = satellite.vad
     if args.aggressiveness is not None:
@@ -201,7 +332,62 @@ def _mic_test(args: argparse.Namespace) -> int:
         asyncio.run(run_meter(satellite.mic, vad, args.seconds))
     except KeyboardInterrupt:
         print()
-    return 0
+    return EXIT_OK
+
+
+def _provider_command(
+    args: argparse.Namespace, work: Callable[[LoadedConfig], Coroutine[Any, Any, T]]
+) -> tuple[int, T | None]:
+    """Run one provider request to completion and map its outcome to an exit code."""
+    from .oneshot import CommandError
+    from .providers.base import ProviderError
+
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return EXIT_UNUSABLE, None
+    logs.setup("warning")
+    try:
+        return EXIT_OK, asyncio.run(work(loaded))
+    except ProviderError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return EXIT_PROVIDER, None
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE, None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED, None
+
+
+def _say(args: argparse.Namespace) -> int:
+    from .oneshot import say
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    if not text.strip():
+        print("error: nothing to say (the text is empty)", file=sys.stderr)
+        return EXIT_UNUSABLE
+    code, _ = _provider_command(args, lambda loaded: say(loaded, text, args.voice, args.output))
+    return code
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from .oneshot import transcribe
+
+    code, text = _provider_command(
+        args, lambda loaded: transcribe(loaded, args.file, args.language, args.partials)
+    )
+    if text is not None:
+        print(text)
+    return code
+
+
+def _voices(args: argparse.Namespace) -> int:
+    from .oneshot import voices
+
+    code, lines = _provider_command(args, lambda loaded: voices(loaded, args.language))
+    for line in lines or []:
+        print(line)
+    return code
 
 
 _COMMANDS = {
@@ -209,9 +395,16 @@ _COMMANDS = {
     "check-config": _check_config,
     "devices": _devices,
     "mic-test": _mic_test,
+    "say": _say,
+    "transcribe": _transcribe,
+    "voices": _voices,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return _COMMANDS[args.command](args)
+    try:
+        return _COMMANDS[args.command](args)
+    except BrokenPipeError:  # e.g. ``voices | head``: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_OK

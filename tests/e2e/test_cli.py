@@ -1,0 +1,292 @@
+"""The operations commands (``say``, ``transcribe``, ``run --log-format``) as a user runs
+them, with the real SDKs talking to the fake DashScope and Azure servers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli import cli_env, run_cli, write_config
+from tests.e2e.daemon import REPO, TEST_KEYS, free_port, port_open
+from tests.fakes.azure import FakeAzure
+from tests.fakes.dashscope import FakeDashScope
+
+DEADLINES = "{connect: 2, first_result: 2, total: 8}"
+DASHSCOPE_TRANSCRIPT = "你好。打开客厅的灯。"
+AZURE_TRANSCRIPT = "Turn on the light. And close the blinds."
+
+
+@pytest.fixture
+def dashscope() -> Iterator[FakeDashScope]:
+    with FakeDashScope() as fake:
+        yield fake
+
+
+@pytest.fixture
+def azure() -> Iterator[FakeAzure]:
+    with FakeAzure() as fake:
+        yield fake
+
+
+def dashscope_yaml(fake: FakeDashScope, deadlines: str = DEADLINES) -> str:
+    return f"""
+providers:
+  dashscope:
+    websocket_url: {fake.url}
+    timeouts: {deadlines}
+    tts: {{sample_rate: 24000}}
+"""
+
+
+def azure_yaml(fake: FakeAzure) -> str:
+    return f"""
+speech:
+  asr: {{provider: azure}}
+  tts: {{provider: azure}}
+providers:
+  azure:
+    host: {fake.host}
+    timeouts: {DEADLINES}
+    asr: {{languages: [en-US]}}
+    tts: {{voice: en-US-JennyNeural, sample_rate: 24000}}
+"""
+
+
+def read_wav(path: Path) -> tuple[tuple[int, int, int], bytes]:
+    with wave.open(str(path), "rb") as wav:
+        fmt = (wav.getframerate(), wav.getsampwidth(), wav.getnchannels())
+        return fmt, wav.readframes(wav.getnframes())
+
+
+def stereo_44k_wav(path: Path, seconds: float) -> Path:
+    """A 44.1 kHz stereo recording, as a phone or a PC might produce."""
+    t = np.arange(int(44100 * seconds)) / 44100
+    left = np.sin(2 * np.pi * 220 * t) * 6000
+    right = np.sin(2 * np.pi * 330 * t) * 6000
+    frames = np.stack([left, right], axis=1).astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as wav:
+        wav.setframerate(44100)
+        wav.setsampwidth(2)
+        wav.setnchannels(2)
+        wav.writeframes(frames)
+    return path
+
+
+def assert_no_key(*outputs: str) -> None:
+    for key in TEST_KEYS.values():
+        assert all(key not in output for output in outputs)
+
+
+# --- say -------------------------------------------------------------------------------
+
+
+def test_say_writes_cosyvoice_audio_to_a_wav_file(tmp_path: Path, dashscope: FakeDashScope):
+    config = write_config(tmp_path / "config.yaml", dashscope_yaml(dashscope))
+    output = tmp_path / "out.wav"
+    result = run_cli("say", "你好，世界。", "--config", config, "--output", output)
+    assert result.returncode == 0, result.stderr
+    assert dashscope.received_text == [["你好，世界。"]]
+    assert read_wav(output) == ((24000, 2, 1), dashscope.tts_audio_for("你好，世界。", 24000))
+    lines = result.stderr.splitlines()
+    assert lines[0] == "synthesizing with dashscope cosyvoice-v2 voice longxiaochun_v2..."
+    assert lines[1].startswith(f"0.2 s of audio written to {output} in ")
+    assert_no_key(result.stdout, result.stderr)
+
+
+def test_say_reads_stdin_and_plays_on_the_configured_speaker(tmp_path: Path, azure: FakeAzure):
+    sink = tmp_path / "speaker.raw"
+    config = write_config(
+        tmp_path / "config.yaml",
+        azure_yaml(azure) + f'satellite: {{speaker: {{backend: file, file: "{sink}"}}}}\n',
+    )
+    result = run_cli(
+        "say", "-", "--config", config, "--voice", "en-US-GuyNeural", stdin="Good morning."
+    )
+    assert result.returncode == 0, result.stderr
+    [ssml] = azure.received_ssml
+    assert "en-US-GuyNeural" in ssml and "Good morning." in ssml
+    assert sink.read_bytes() == azure.tts_audio_for(ssml, 24000)
+    assert "voice en-US-GuyNeural" in result.stderr
+    assert f"of audio played on file {sink} in " in result.stderr
+
+
+def test_say_through_a_failover_list_when_the_first_provider_is_down(
+    tmp_path: Path, dashscope: FakeDashScope, azure: FakeAzure
+):
+    dashscope.fault = "refuse"
+    config = write_config(
+        tmp_path / "config.yaml",
+        f"""
+speech:
+  tts: {{provider: [dashscope, azure]}}
+providers:
+  dashscope:
+    websocket_url: {dashscope.url}
+    timeouts: {DEADLINES}
+    tts: {{sample_rate: 24000}}
+  azure:
+    host: {azure.host}
+    timeouts: {DEADLINES}
+    tts: {{voice: en-US-JennyNeural, sample_rate: 24000}}
+""",
+    )
+    output = tmp_path / "out.wav"
+    result = run_cli("say", "Hello there.", "--config", config, "--output", output)
+    assert result.returncode == 0, result.stderr
+    assert "synthesizing with dashscope -> azure cosyvoice-v2" in result.stderr
+    [ssml] = azure.received_ssml
+    assert read_wav(output) == ((24000, 2, 1), azure.tts_audio_for(ssml, 24000))
+
+
+def test_a_provider_failure_exits_3_with_its_error_code(tmp_path: Path, dashscope: FakeDashScope):
+    config = write_config(tmp_path / "config.yaml", dashscope_yaml(dashscope))
+    output = tmp_path / "out.wav"
+    result = run_cli(
+        "say", "你好", "--config", config, "--output", output, env={"DASHSCOPE_API_KEY": "wrong"}
+    )
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-1].startswith("error [auth-failed]: ")
+    assert "wrong" not in result.stderr
+    assert not output.exists()
+
+
+def test_a_stalled_provider_ends_at_its_deadline(tmp_path: Path, dashscope: FakeDashScope):
+    dashscope.fault = "stall"
+    config = write_config(tmp_path / "config.yaml", dashscope_yaml(dashscope))
+    output = tmp_path / "out.wav"
+    started = time.monotonic()
+    result = run_cli("say", "你好", "--config", config, "--output", output)
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-1] == "error [timeout]: synthesis: no answer within 2 s"
+    assert time.monotonic() - started < 8  # first_result 2 s, then the providers are closed
+    assert not output.exists()
+
+    started = time.monotonic()
+    wav = stereo_44k_wav(tmp_path / "in.wav", 1.0)
+    result = run_cli("transcribe", wav, "--config", config)
+    assert result.returncode == 3 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == "error [timeout]: recognition: no answer within 2 s"
+    assert time.monotonic() - started < 8
+
+
+def test_ctrl_c_exits_130_promptly(tmp_path: Path, dashscope: FakeDashScope):
+    dashscope.fault = "stall"
+    deadlines = "{connect: 30, first_result: 30, total: 60}"
+    config = write_config(tmp_path / "config.yaml", dashscope_yaml(dashscope, deadlines))
+    command = ["say", "你好", "--config", str(config), "--output", str(tmp_path / "o.wav")]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "satellite", *command],
+        cwd=REPO,
+        env=cli_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        assert process.stderr.readline().startswith("synthesizing with dashscope")
+        deadline = time.monotonic() + 10
+        while dashscope.received_text != [["你好"]] and time.monotonic() < deadline:
+            time.sleep(0.05)  # the request is waiting for the stalled provider
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 130
+        assert time.monotonic() - interrupted < 5
+        assert process.stderr.read().strip() == "interrupted"
+        assert not (tmp_path / "o.wav").exists()
+    finally:
+        process.kill()
+        process.wait()
+
+
+# --- transcribe ------------------------------------------------------------------------
+
+
+def test_transcribe_converts_any_wav_and_streams_it_fast(tmp_path: Path, dashscope: FakeDashScope):
+    config = write_config(tmp_path / "config.yaml", dashscope_yaml(dashscope))
+    wav = stereo_44k_wav(tmp_path / "in.wav", 8.0)
+    started = time.monotonic()
+    result = run_cli("transcribe", wav, "--config", config, "--language", "en")
+    assert time.monotonic() - started < 6.0  # 8 s of audio, not paced in real time
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == DASHSCOPE_TRANSCRIPT + "\n"
+    [received] = dashscope.received_audio
+    assert abs(len(received) - 8 * 32000) <= 64  # all of it, as 16 kHz mono s16le
+    assert dashscope.requests[0]["parameters"]["language_hints"] == ["en"]
+    mono = np.frombuffer(received, dtype="<i2")
+    assert 3000 < np.abs(mono).max() < 12000  # the two channels mixed, not one dropped
+    assert result.stderr.splitlines()[0] == (
+        "transcribing 8.0 s of audio (44100 Hz, 16-bit, 2 ch) with dashscope "
+        "paraformer-realtime-v2..."
+    )
+
+
+def test_transcribe_partials_are_shown_as_they_change(tmp_path: Path, azure: FakeAzure):
+    config = write_config(tmp_path / "config.yaml", azure_yaml(azure))
+    wav = stereo_44k_wav(tmp_path / "in.wav", 2.0)
+    result = run_cli("transcribe", wav, "--config", config, "--partials")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == AZURE_TRANSCRIPT + "\n"
+    partials = result.stderr.splitlines()[1:-1]  # between the progress lines
+    assert len(partials) >= 3
+    assert all(a != b for a, b in zip(partials, partials[1:], strict=False)), partials
+    assert partials[-1] == AZURE_TRANSCRIPT
+    assert result.stderr.splitlines()[-1].startswith("transcript in ")
+
+    quiet = run_cli("transcribe", wav, "--config", config)
+    assert quiet.returncode == 0 and len(quiet.stderr.splitlines()) == 2
+
+
+# --- run: log format and readable keys ---------------------------------------------------
+
+
+def test_run_logs_json_lines_and_warns_of_a_readable_key(tmp_path: Path):
+    port = free_port()
+    config = write_config(
+        tmp_path / "config.yaml",
+        f"""
+zeroconf: false
+log_format: text
+speech: {{uri: "tcp://127.0.0.1:{port}"}}
+providers: {{dashscope: {{api_key: sk-written-in-the-file}}}}
+""",
+        mode=0o644,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "satellite", "run", "--config", str(config), "--log-format", "json"],
+        cwd=REPO,
+        env=cli_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not port_open(port) and time.monotonic() < deadline:
+            assert process.poll() is None
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+        assert process.returncode == 0, stderr
+    finally:
+        process.kill()
+        process.wait()
+    entries = [json.loads(line) for line in stderr.splitlines()]  # every line is one object
+    assert all(set(e) == {"time", "level", "logger", "message"} for e in entries)
+    assert all(e["time"].endswith("Z") for e in entries)
+    assert abs(datetime.fromisoformat(entries[0]["time"]).timestamp() - time.time()) < 60
+    messages = {e["message"]: e for e in entries}
+    assert any(m.startswith("speech endpoint listening") for m in messages)
+    [warning] = [e for e in entries if e["level"] == "warning"]
+    assert warning["logger"] == "satellite"
+    assert f"{config} holds providers.dashscope.api_key in plain text" in warning["message"]
+    assert f"chmod 600 {config}" in warning["message"]
+    assert "sk-written-in-the-file" not in stderr
