@@ -3,6 +3,7 @@ them, with the real SDKs talking to the fake DashScope and Azure servers."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -238,7 +239,7 @@ def test_transcribe_partials_are_shown_as_they_change(tmp_path: Path, azure: Fak
     assert result.stdout == AZURE_TRANSCRIPT + "\n"
     partials = result.stderr.splitlines()[1:-1]  # between the progress lines
     assert len(partials) >= 3
-    assert all(a != b for a, b in zip(partials, partials[1:], strict=False)), partials
+    assert all(a != b for a, b in itertools.pairwise(partials)), partials
     assert partials[-1] == AZURE_TRANSCRIPT
     assert result.stderr.splitlines()[-1].startswith("transcript in ")
 
