@@ -41,6 +41,13 @@ def test_usage_errors_exit_2_and_unusable_input_exits_1(tmp_path: Path):
     garbage = run_cli("transcribe", tmp_path / "text.wav")
     assert garbage.returncode == 1 and "is not a PCM WAV file" in garbage.stderr
 
+    nowhere = tmp_path / "missing" / "out.wav"
+    unwritable = run_cli("say", "hello", "--output", nowhere)
+    assert unwritable.returncode == 1
+    assert unwritable.stderr.splitlines()[-1] == (
+        f"error: cannot write {nowhere}: No such file or directory"
+    )
+
     invalid = write_config(tmp_path / "bad.yaml", "speech: {asr: {langauge: en}}\n")
     for command in (["say", "hi"], ["transcribe", "x.wav"], ["voices"]):
         result = run_cli(*command, "--config", invalid)
