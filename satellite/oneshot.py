@@ -114,19 +114,18 @@ async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path |
 async def _write_wav(path: Path, fmt: AudioFormat, audio: AsyncIterator[bytes]) -> None:
     """Write the audio as it comes; a failed synthesis leaves no partial file behind."""
     try:
-        wav = await run_blocking(wave.open, str(path), "wb")
+        file = await run_blocking(path.open, "wb")
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        wav.setframerate(fmt.rate)
-        wav.setsampwidth(fmt.width)
-        wav.setnchannels(fmt.channels)
-        async for chunk in audio:
-            await run_blocking(wav.writeframes, chunk)
-        await run_blocking(wav.close)
+        # Closing writes the final header: a few bytes, in place.
+        with file, wave.open(file, "wb") as wav:
+            wav.setframerate(fmt.rate)
+            wav.setsampwidth(fmt.width)
+            wav.setnchannels(fmt.channels)
+            async for chunk in audio:
+                await run_blocking(wav.writeframes, chunk)
     except BaseException as exc:
-        with contextlib.suppress(OSError, wave.Error):
-            wav.close()
         path.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
