@@ -28,7 +28,7 @@ from websockets.typing import Subprotocol
 
 from tests.fakes.threaded import ThreadedFake
 
-FAULTS = (None, "refuse", "auth", "error", "stall", "drop")
+FAULTS = (None, "refuse", "auth", "error", "stall", "drop", "garbage")
 STT_PATH = re.compile(
     r"^/speech/recognition/(conversation|interactive|dictation)/cognitiveservices/v1$"
 )
@@ -40,6 +40,7 @@ STT_BYTES_PER_SECOND = 32_000  # the SDK streams 16 kHz mono s16le
 TTS_FRAME_SECONDS = 0.1
 HTTP_LINGER_SECONDS = 0.2
 MAX_MESSAGES = 100_000  # bound on the messages read from one connection
+GARBAGE = "<html><body>502 Bad Gateway</body></html>"  # no USP headers, no Path
 
 VOICES = [
     {
@@ -128,7 +129,9 @@ class FakeAzure(ThreadedFake):
     upgrade (both also cut open connections, which clients keep between requests);
     "error" closes with 1011 after the first audio (STT: received, TTS: sent); "drop"
     resets the TCP connection (STT: at the first audio, TTS: after turn.start); "stall"
-    accepts and never answers. A key sent that is not ``key`` gets 401; no key is accepted.
+    accepts and never answers; "garbage" sends a text frame that is no USP message after
+    the first hypothesis (STT) or audio frame (TTS) of a turn, then goes on. A key sent
+    that is not ``key`` gets 401; no key is accepted.
     """
 
     FAULTS = FAULTS
@@ -280,6 +283,8 @@ class FakeAzure(ThreadedFake):
                 "Duration": _ticks(len(audio)),
             }
             await ws.send(_text_message("speech.hypothesis", request_id, hypothesis))
+            if frames == 1 and self._fault == "garbage":
+                await ws.send(GARBAGE)
 
     async def _stt_results(self, ws: ServerConnection, request_id: str, audio_bytes: int) -> None:
         await asyncio.sleep(self.delay)
@@ -327,6 +332,8 @@ class FakeAzure(ThreadedFake):
             if self._fault == "error":  # after some audio, as a service failing mid-turn
                 await ws.close(1011, "Internal service error.")
                 return
+            if self._fault == "garbage" and not start:
+                await ws.send(GARBAGE)
         await ws.send(_text_message("turn.end", request_id, {}))
 
 

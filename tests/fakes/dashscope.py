@@ -24,10 +24,11 @@ from websockets.http11 import Request, Response
 
 from tests.fakes.threaded import ThreadedFake
 
-FAULTS = (None, "refuse", "auth", "task-failed", "stall", "drop")
+FAULTS = (None, "refuse", "auth", "task-failed", "stall", "drop", "garbage")
 PATH = "/api-ws/v1/inference"
 FAILURE_CODE = "InternalError.Algo"
 FAILURE_MESSAGE = "fake DashScope failure: the model could not process this task"
+GARBAGE = "<html><body>502 Bad Gateway</body></html>"  # a proxy's page where JSON belongs
 PARTIAL_EVERY_BYTES = 3200  # one partial ASR result per 100 ms of 16 kHz s16le audio
 ASR_BYTES_PER_MS = 32
 TTS_FRAME_BYTES = 3200
@@ -48,6 +49,7 @@ class _Task:
     audio_bytes: int = 0
     partials: int = 0
     audio_sent: bool = False  # TTS: the first audio frame has gone out
+    garbage_sent: bool = False  # the "garbage" fault has sent its frame
 
 
 def _event(task_id: str, event: str, payload: dict | None = None, **header: str) -> str:
@@ -65,7 +67,9 @@ class FakeDashScope(ThreadedFake):
     with HTTP 401; "task-failed" fails the task (ASR: right after task-started, TTS: on the
     first text); "stall" starts the task and then never answers; "drop" cuts the TCP
     connection without a close frame (ASR: after the first result, TTS: after the first
-    text's result-generated, before its audio). A task keeps the fault it started with.
+    text's result-generated, before its audio); "garbage" sends a non-JSON text frame
+    after the first result (ASR) or audio frame (TTS), then goes on. A task keeps the
+    fault it started with.
     """
 
     FAULTS = FAULTS
@@ -201,6 +205,12 @@ class FakeDashScope(ThreadedFake):
             payload["usage"] = {"characters": task.characters}
         await ws.send(_event(task.task_id, "task-finished", payload))
 
+    async def _garbage(self, ws: ServerConnection, task: _Task) -> None:
+        """The "garbage" fault: one non-JSON text frame after the task's first output."""
+        if task.fault == "garbage" and not task.garbage_sent:
+            task.garbage_sent = True
+            await ws.send(GARBAGE)
+
     async def _asr_result(self, ws: ServerConnection, task: _Task, sentence: dict) -> None:
         usage = {"duration": 1} if sentence["sentence_end"] else None
         payload = {"output": {"sentence": sentence}, "usage": usage}
@@ -208,6 +218,8 @@ class FakeDashScope(ThreadedFake):
         if task.fault == "drop":
             task.done = True
             self._drop(ws)
+        else:
+            await self._garbage(ws, task)
 
     # --- recognition -----------------------------------------------------------------
 
@@ -266,6 +278,7 @@ class FakeDashScope(ThreadedFake):
             frame = audio[offset : offset + TTS_FRAME_BYTES]
             await self._send_audio(ws, frame, first=not task.audio_sent)
             task.audio_sent = True
+            await self._garbage(ws, task)
 
 
 main = FakeDashScope.main
