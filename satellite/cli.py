@@ -12,8 +12,6 @@ import argparse
 import asyncio
 import logging
 import os
-import shutil
-import stat
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any, TypeVar
 
 from . import __version__, logs
 from .config import ConfigError, LoadedConfig, load_config
+from .config_warnings import config_warnings
 
 _LOGGER = logging.getLogger("satellite")
 T = TypeVar("T")
@@ -183,74 +182,6 @@ def _load_or_report(path: Path | None) -> LoadedConfig | None:
         return None
 
 
-def _missing_secrets(loaded: LoadedConfig) -> list[str]:
-    """Warnings for what the providers in use lack: keys, a region, the offline voice."""
-    config = loaded.config
-    speech = config.speech
-    used = {*speech.asr.provider, *speech.tts.provider} if speech.enabled else set()
-    warnings = []
-    if "dashscope" in used and not (
-        config.providers.dashscope.api_key.get_secret_value()
-        or config.providers.dashscope.api_key_file
-    ):
-        warnings.append(
-            f"DashScope has no API key; requests will fail until you "
-            f"{loaded.secret_hint('providers.dashscope.api_key')}"
-        )
-    azure = config.providers.azure
-    if "azure" in used and not azure.host:
-        if not (azure.key.get_secret_value() or azure.key_file):
-            warnings.append(
-                f"Azure Speech has no key; requests will fail until you "
-                f"{loaded.secret_hint('providers.azure.key')}"
-            )
-        if not azure.region:
-            warnings.append(
-                "Azure Speech has no region; "
-                f"{loaded.secret_hint('providers.azure.region')} or set providers.azure.host"
-            )
-    program = config.providers.espeak.program
-    if "espeak" in used and shutil.which(program) is None:
-        warnings.append(
-            f"the offline voice's program {program!r} is not installed: apt install espeak-ng "
-            "(or set providers.espeak.program to its path)"
-        )
-    return warnings
-
-
-def _readable_by_others(path: Path) -> bool:
-    try:
-        return bool(path.stat().st_mode & stat.S_IROTH)
-    except OSError:  # a missing key file is reported when a request needs it
-        return False
-
-
-def _exposed_secrets(loaded: LoadedConfig) -> list[str]:
-    """Warnings for keys that every user of the machine can read (never their values)."""
-    fix = "chmod 600 {0} (and chown it to the user the daemon runs as)"
-    warnings = []
-    if loaded.written_secrets and _readable_by_others(Path(loaded.source)):
-        keys = " and ".join(loaded.written_secrets)
-        warnings.append(
-            f"{loaded.source} holds {keys} in plain text and other users can read it: "
-            f"{fix.format(loaded.source)}, or read the key from the environment (${{VAR}})"
-        )
-    providers = loaded.config.providers
-    for key_path, file in (
-        ("providers.dashscope.api_key_file", providers.dashscope.api_key_file),
-        ("providers.azure.key_file", providers.azure.key_file),
-    ):
-        if file is not None and _readable_by_others(file):
-            warnings.append(
-                f"the key file {file} ({key_path}) can be read by other users: {fix.format(file)}"
-            )
-    return warnings
-
-
-def _warnings(loaded: LoadedConfig) -> list[str]:
-    return _missing_secrets(loaded) + _exposed_secrets(loaded)
-
-
 def _check_config(args: argparse.Namespace) -> int:
     loaded = _load_or_report(args.config)
     if loaded is None:
@@ -269,7 +200,7 @@ def _check_config(args: argparse.Namespace) -> int:
             f"  satellite {satellite.uri}: mic {satellite.mic.backend}, speaker {speaker}, "
             f"start stage {satellite.start_stage}"
         )
-    for warning in _warnings(loaded):
+    for warning in config_warnings(loaded):
         print(f"  warning: {warning}")
     return EXIT_OK
 
@@ -283,7 +214,7 @@ def _run(args: argparse.Namespace) -> int:
     logs.setup(
         args.log_level or loaded.config.log_level, args.log_format or loaded.config.log_format
     )
-    for warning in _warnings(loaded):
+    for warning in config_warnings(loaded):
         _LOGGER.warning(warning)
     try:
         asyncio.run(Daemon(loaded, args.config).run())
