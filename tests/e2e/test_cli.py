@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -291,3 +294,45 @@ providers: {{dashscope: {{api_key: sk-written-in-the-file}}}}
     assert f"{config} holds providers.dashscope.api_key in plain text" in warning["message"]
     assert f"chmod 600 {config}" in warning["message"]
     assert "sk-written-in-the-file" not in stderr
+
+
+def test_transcribe_partials_update_one_line_on_a_terminal(tmp_path: Path, azure: FakeAzure):
+    config = write_config(tmp_path / "config.yaml", azure_yaml(azure))
+    wav = stereo_44k_wav(tmp_path / "in.wav", 2.0)
+    controller, terminal = pty.openpty()
+    command = ["transcribe", str(wav), "--config", str(config), "--partials"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "satellite", *command],
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+    )
+    os.close(terminal)
+    shown = b""
+    deadline = time.monotonic() + 20
+    try:
+        while chunk := _read_terminal(controller, deadline):
+            shown += chunk
+        assert process.wait(timeout=20) == 0
+        assert process.stdout is not None and process.stdout.read() == AZURE_TRANSCRIPT + "\n"
+    finally:
+        os.close(controller)
+        process.kill()
+        process.wait()
+    progress, updating, done = shown.decode().split("\r\n")[:3]
+    assert progress.startswith("transcribing 2.0 s of audio")
+    assert updating.startswith("\r\x1b[KTurn") and updating.count("\r\x1b[K") >= 3
+    assert updating.rsplit("\r\x1b[K", 1)[1] == AZURE_TRANSCRIPT  # the line ends as the result
+    assert done.startswith("transcript in ")
+
+
+def _read_terminal(controller: int, deadline: float) -> bytes:
+    """What the program wrote to its terminal; b"" once it has closed it."""
+    readable, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
+    assert readable, "the program neither wrote nor closed its terminal in time"
+    try:
+        return os.read(controller, 4096)
+    except OSError:  # EIO: every writer has closed the terminal
+        return b""
