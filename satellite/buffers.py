@@ -14,7 +14,7 @@ T = TypeVar("T", bytes, str)
 
 
 class BufferFull(Exception):
-    """The piece that would take the waiting data over the limit; the queue overflowed."""
+    """The piece that would take the waiting data over the limit."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"over {limit} bytes waiting (limits.max_buffer_bytes)")
@@ -28,9 +28,9 @@ def _size(piece: bytes | str) -> int:
 class BoundedQueue(Generic[T]):
     """Pieces for one consumer, at most ``limit`` bytes waiting (text counts as UTF-8).
 
-    The piece that would go over the limit overflows the queue: what waits is dropped,
-    ``put`` raises BufferFull that once, and later pieces are ignored. ``end()`` still
-    reaches the consumer, which then sees the stream end.
+    The piece that would go over the limit overflows the queue: ``put`` raises BufferFull
+    that once, and that piece and every later one are ignored. What waits still reaches the
+    consumer unless ``drop()`` discards it; ``end()`` always does.
     """
 
     def __init__(self, limit: int) -> None:
@@ -44,7 +44,7 @@ class BoundedQueue(Generic[T]):
             return
         size = _size(piece)
         if self._waiting + size > self.limit:
-            self._overflow()
+            self.overflowed = True
             raise BufferFull(self.limit)
         self._waiting += size
         self._queue.put_nowait(piece)
@@ -59,8 +59,8 @@ class BoundedQueue(Generic[T]):
             self._waiting -= _size(piece)
         return piece
 
-    def _overflow(self) -> None:
-        self.overflowed = True
+    def drop(self) -> None:
+        """Discard what waits (the end, if it came, stays)."""
         ended = False
         while not self._queue.empty():
             ended |= self._queue.get_nowait() is None

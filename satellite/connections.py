@@ -27,6 +27,7 @@ from .wyoming_handler import GuardedHandler
 _LOGGER = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MakeHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], GuardedHandler]
 REPEAT_WARNING_S = 60.0  # one refused peer floods the log with one line a minute at most
 
 
@@ -40,9 +41,7 @@ class Connections:
         self._doors_open = True
         self._warnings = _Throttle(REPEAT_WARNING_S)
 
-    def factory(
-        self, make: Callable[[asyncio.StreamReader, asyncio.StreamWriter], GuardedHandler]
-    ) -> HandlerFactory:
+    def factory(self, make: MakeHandler) -> HandlerFactory:
         """The server's handler factory: ``make`` builds the handler of an admitted client."""
         return partial(self._admit, make)
 
@@ -56,10 +55,7 @@ class Connections:
         self._doors_open = False
 
     def _admit(
-        self,
-        make: Callable[[asyncio.StreamReader, asyncio.StreamWriter], GuardedHandler],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        self, make: MakeHandler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> AsyncEventHandler:
         limits = self.limits
         peer = writer.get_extra_info("peername")
