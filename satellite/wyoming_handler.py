@@ -63,8 +63,8 @@ class _BoundedReader:
     def _check(self, line: bytes) -> None:
         try:
             header = json.loads(line)
-        except ValueError:
-            return  # async_read_event reports it
+        except (ValueError, RecursionError):
+            return  # async_read_event fails on it too, and the handler reports it
         if not isinstance(header, dict):
             return
         data = _length(header.get("data_length"))
@@ -117,7 +117,13 @@ class GuardedHandler(AsyncEventHandler):
                 except EventTooLarge as exc:
                     await self._reject_stream(ErrorCode.TOO_LARGE, str(exc))
                     break
-                except (KeyError, TypeError, AttributeError, asyncio.IncompleteReadError) as exc:
+                except (
+                    KeyError,
+                    TypeError,
+                    AttributeError,
+                    RecursionError,  # JSON nested too deep
+                    asyncio.IncompleteReadError,
+                ) as exc:
                     text = f"malformed event ({type(exc).__name__})"
                     await self._reject_stream(ErrorCode.BAD_REQUEST, text)
                     break
@@ -153,6 +159,8 @@ class GuardedHandler(AsyncEventHandler):
 
     async def handle_event(self, event: Event) -> bool:
         try:
+            if not isinstance(event.type, str) or not isinstance(event.data, dict):
+                raise BadRequest("'type' must be a string and 'data' an object")
             await self.dispatch(event)
         except BadRequest as exc:
             _LOGGER.warning("client %s: bad %s event: %s", self.peer, event.type, exc)
@@ -176,5 +184,5 @@ def audio_format_of(data: dict) -> tuple[int, int, int]:
     """(rate, width, channels) of an audio event, or BadRequest."""
     try:
         return int(data["rate"]), int(data["width"]), int(data["channels"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise BadRequest("audio event needs integer rate, width and channels") from None

@@ -33,7 +33,7 @@ from satellite.config import LimitsConfig, SatelliteConfig, SpeakerConfig
 from satellite.connections import Connections, allowed
 from satellite.providers.base import SynthesisOptions, TtsProvider, Voice
 from satellite.speech.server import SpeechEndpoint, SpeechHandler, SpeechService
-from satellite.wyoming_handler import GuardedHandler
+from satellite.wyoming_handler import BadRequest, GuardedHandler, audio_format_of
 from tests.wyoming_client import connect, read
 
 LIMIT = 65536
@@ -239,6 +239,32 @@ async def test_an_event_at_max_event_bytes_is_served(serve: Serve):
     event = await answer(reader)
     assert event is not None and event.type == "pong", event
     writer.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "closes"),
+    [
+        (b'{"type": "ping", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}\n", True),
+        (b'{"type": "transcribe", "data": 5}\n', False),
+        (b'{"type": ["transcript"]}\n', False),
+    ],
+    ids=["nested-too-deep", "data-not-an-object", "type-not-a-string"],
+)
+async def test_unusable_events_get_bad_request(serve: Serve, line: bytes, closes: bool):
+    """Broken framing closes the connection; a well-framed unusable event does not."""
+    _, port = await serve(LimitsConfig())
+    reader, writer = await raw(port)
+    writer.write(line + b'{"type": "ping"}\n')
+    error = await answer(reader)
+    assert error is not None and error.data["code"] == "bad-request", error
+    after = await answer(reader)
+    assert (after is None) if closes else (after is not None and after.type == "pong"), after
+    writer.close()
+
+
+def test_an_infinite_audio_rate_is_a_bad_request():
+    with pytest.raises(BadRequest, match="integer rate"):
+        audio_format_of({"rate": float("inf"), "width": 2, "channels": 1})
 
 
 async def test_answers_keep_a_connection_open_and_silence_closes_it(serve: Serve, caplog):
