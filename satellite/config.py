@@ -429,6 +429,8 @@ class LoadedConfig:
     source: str  # file path, or "built-in defaults"
     # Dotted key path -> environment variables it referenced that were unset.
     unset_env: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Key paths of keys written in the file itself rather than read through ${VAR}.
+    written_secrets: tuple[str, ...] = ()
 
     def secret_hint(self, key_path: str) -> str:
         """How a user provides the secret at ``key_path`` (never its value)."""
@@ -509,6 +511,18 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{path}: {message}{shown}"
 
 
+def _written_secrets(raw: dict[str, Any]) -> tuple[str, ...]:
+    """The keys whose value holds more than ``${VAR}`` references (a default counts)."""
+    written = []
+    for dotted in ("providers.dashscope.api_key", "providers.azure.key"):
+        node: Any = raw
+        for key in dotted.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, str) and _ENV_REF.sub(lambda m: m.group(2) or "", node).strip():
+            written.append(dotted)
+    return tuple(written)
+
+
 def parse_config(raw: Any, source: str) -> LoadedConfig:
     """Validate a parsed YAML document."""
     if raw is None:
@@ -522,7 +536,9 @@ def parse_config(raw: Any, source: str) -> LoadedConfig:
     except ValidationError as exc:
         problems = [_describe(e) for e in exc.errors(include_url=False)]
         raise ConfigError(source, problems) from None
-    return LoadedConfig(config=config, source=source, unset_env=unset)
+    return LoadedConfig(
+        config=config, source=source, unset_env=unset, written_secrets=_written_secrets(raw)
+    )
 
 
 def load_config(path: Path | None) -> LoadedConfig:

@@ -21,9 +21,13 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wyoming.server import AsyncServer, HandlerFactory
+from wyoming.server import AsyncServer
 
-from .config import Config, ConfigError, LoadedConfig, load_config
+from . import logs
+from .config import Config, ConfigError, LimitsConfig, LoadedConfig, load_config
+from .config_warnings import config_warnings
+from .connections import Connections, MakeHandler
+from .recording import Recorder
 from .systemd import Notifier
 
 if TYPE_CHECKING:
@@ -58,13 +62,15 @@ class _Role(ABC):
     """One started server: what it serves, and how it reloads and stops."""
 
     server: AsyncServer
+    connections: Connections  # who is connected; admits new clients within the limits
     name: str
     uri: str
 
-    async def _serve(self, uri: str, handler_factory: HandlerFactory) -> None:
+    async def _serve(self, uri: str, limits: LimitsConfig, make: MakeHandler) -> None:
         self.uri = uri
+        self.connections = Connections(self.name, limits)
         self.server = AsyncServer.from_uri(uri)
-        await self.server.start(handler_factory)
+        await self.server.start(self.connections.factory(make))
 
     @abstractmethod
     async def reload(self, old: Config, new: LoadedConfig) -> None:
@@ -87,7 +93,11 @@ class _SpeechRole(_Role):
         self.name = config.name or _default_name("speech")
         self._background: set[asyncio.Task[None]] = set()  # warm-ups, retiring services
         self.endpoint = SpeechEndpoint(self._build_service(loaded))
-        await self._serve(config.uri, lambda r, w: SpeechHandler(r, w, endpoint=self.endpoint))
+        await self._serve(
+            config.uri,
+            loaded.config.limits,
+            lambda r, w: SpeechHandler(r, w, endpoint=self.endpoint),
+        )
         _LOGGER.info("speech endpoint listening on %s: %s", config.uri, self._describe())
 
     def _build_service(self, loaded: LoadedConfig) -> SpeechService:
@@ -101,6 +111,7 @@ class _SpeechRole(_Role):
             tts=tts,
             info=build_info(asr, tts).event(),
             transcript_streaming=loaded.config.speech.asr.transcript_streaming,
+            recorder=Recorder(loaded.config.recordings),
         )
         # Connections are opened ahead of the first request, without delaying readiness.
         self._in_background(asr.prepare())
@@ -123,7 +134,11 @@ class _SpeechRole(_Role):
 
     async def reload(self, old: Config, new: LoadedConfig) -> None:
         config = new.config
-        if (config.speech, config.providers) == (old.speech, old.providers):
+        if (config.speech, config.providers, config.recordings) == (
+            old.speech,
+            old.providers,
+            old.recordings,
+        ):
             return
         self._in_background(self.endpoint.replace(self._build_service(new)))
         _LOGGER.info(
@@ -158,8 +173,9 @@ class _SatelliteRole(_Role):
         config = loaded.config.satellite
         self.name = config.name or _default_name("satellite")
         speaker = Speaker(config.speaker) if config.speaker is not None else None
-        self.satellite = Satellite(config, self.name, Mic(config.mic), speaker)
-        await self._serve(config.uri, self.satellite.handler)
+        recorder = Recorder(loaded.config.recordings)
+        self.satellite = Satellite(config, self.name, Mic(config.mic), speaker, recorder)
+        await self._serve(config.uri, loaded.config.limits, self.satellite.handler)
         _LOGGER.info(
             "satellite %r listening on %s: mic %s, speaker %s",
             self.name,
@@ -170,6 +186,8 @@ class _SatelliteRole(_Role):
         self._mic_loop = asyncio.create_task(self.satellite.run_mic(), name="mic")
 
     async def reload(self, old: Config, new: LoadedConfig) -> None:
+        if new.config.recordings != old.recordings:
+            self.satellite.recorder = Recorder(new.config.recordings)
         if new.config.satellite != old.satellite:
             await self.satellite.reconfigure(new.config.satellite)
             _LOGGER.info("satellite: new settings applied")
@@ -254,6 +272,8 @@ class Daemon:
 
     async def _drain(self) -> None:
         timeout = self.loaded.config.shutdown_timeout_s
+        for role in self._roles:
+            role.connections.close_doors()
         await asyncio.gather(*(role.drain(timeout) for role in self._roles))
 
     async def reload(self) -> None:
@@ -286,8 +306,15 @@ class Daemon:
                 "reload: %s changed; restart the service to apply (the rest applies now)",
                 ", ".join(pending),
             )
-        logging.getLogger().setLevel(new.config.log_level.upper())
+        # Only what changed in the file, so a --log-level given to `run` stays otherwise.
+        if new.config.log_level != old.log_level:
+            logs.set_level(new.config.log_level)
+        if new.config.log_format != old.log_format:
+            logs.set_format(new.config.log_format)
+        for warning in config_warnings(new):
+            _LOGGER.warning("reload: %s", warning)
         for role in self._roles:
+            role.connections.limits = new.config.limits  # for connections opened from now on
             await role.reload(old, new)
         self.loaded = new
         _LOGGER.info("reload: configuration from %s applied", new.source)

@@ -34,7 +34,9 @@ from ..audio.mic import Mic
 from ..audio.pcm import SPEECH_FORMAT, AudioFormat
 from ..audio.speaker import Speaker, SpeakerError
 from ..audio.vad import GateEvent, VadGate
+from ..buffers import BoundedQueue, BufferFull
 from ..config import SatelliteConfig
+from ..recording import Recorder, Recording
 from ..wyoming_handler import GuardedHandler, audio_format_of
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ class _Sound:
     """One sound HA streams to the satellite (TTS answer or announcement)."""
 
     format: AudioFormat
-    audio: asyncio.Queue[bytes | None]
+    audio: BoundedQueue[bytes]  # what waits for the speaker
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while (chunk := await self.audio.get()) is not None:
@@ -80,12 +82,19 @@ class Satellite:
     """State shared by every HA connection: the mic loop, the gate, playback and muting."""
 
     def __init__(
-        self, config: SatelliteConfig, name: str, mic: Mic, speaker: Speaker | None
+        self,
+        config: SatelliteConfig,
+        name: str,
+        mic: Mic,
+        speaker: Speaker | None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.config = config
         self.name = name
         self.mic = mic
         self.speaker = speaker
+        self.recorder = recorder  # keeps each run's audio when recordings are on
+        self._recording: Recording | None = None  # the audio of the current run
         self.info = satellite_info(config, name).event()
         self.gate = VadGate(config.vad)
         self._gate_vad = config.vad  # the settings self.gate was built with
@@ -159,6 +168,8 @@ class Satellite:
     async def _forward(self, connection: SatelliteHandler, event: GateEvent) -> None:
         if event.kind == "start":
             self._streaming = True
+            if self.recorder is not None:
+                self._recording = self.recorder.start("satellite", SPEECH_FORMAT)
             end_stage = PipelineStage.TTS if self.speaker is not None else PipelineStage.HANDLE
             _LOGGER.info("speech detected: starting a pipeline run (%s)", self.config.start_stage)
             await connection.send(
@@ -176,6 +187,8 @@ class Satellite:
     async def _send_audio(self, connection: SatelliteHandler, pcm: bytes) -> None:
         fmt = SPEECH_FORMAT
         chunk = AudioChunk(rate=fmt.rate, width=fmt.width, channels=fmt.channels, audio=pcm)
+        if self._recording is not None:
+            self._recording.add(pcm)
         await connection.send(chunk.event())
 
     async def end_run(self, connection: SatelliteHandler | None, why: str) -> None:
@@ -190,6 +203,9 @@ class Satellite:
         """No run receives our audio any more: the gate decides again from fresh audio."""
         self._streaming = False
         self._ha_listens_until = None
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            recording.finish()
         if self._gate_vad != self.config.vad:  # a reload changed the VAD settings
             self.gate, self._gate_vad = VadGate(self.config.vad), self.config.vad
         else:
@@ -250,7 +266,7 @@ class Satellite:
 
     def start_sound(self, connection: SatelliteHandler, fmt: AudioFormat) -> _Sound:
         """HA began streaming audio to play; ``played`` is sent when it has finished."""
-        sound = _Sound(format=fmt, audio=asyncio.Queue())
+        sound = _Sound(format=fmt, audio=BoundedQueue(connection.limits.max_buffer_bytes))
         self._play_in_order(self._play_sound(connection, sound))
         return sound
 
@@ -382,15 +398,25 @@ class SatelliteHandler(GuardedHandler):
                 fmt = AudioFormat(*audio_format_of(event.data))
                 self._sound = self.satellite.start_sound(self, fmt)
             if event.payload:
-                self._sound.audio.put_nowait(event.payload)
+                self._queue_sound(self._sound, event.payload)
         elif AudioStop.is_type(event.type):
             self._end_sound()
         else:
             await self.satellite.on_ha_event(self, event)
 
+    def _queue_sound(self, sound: _Sound, pcm: bytes) -> None:
+        try:
+            sound.audio.put(pcm)
+        except BufferFull as exc:  # HA sends faster than the speaker plays, without bound
+            _LOGGER.warning(
+                "audio from HA (%s): %s for the speaker; the rest of this sound is dropped",
+                self.peer,
+                exc,
+            )
+
     def _end_sound(self) -> None:
         if self._sound is not None:
-            self._sound.audio.put_nowait(None)
+            self._sound.audio.end()
             self._sound = None
 
     async def disconnect(self) -> None:

@@ -38,6 +38,7 @@ from ..audio.pcm import AudioFormat, PcmConverter
 from ..buffers import BoundedQueue, BufferFull
 from ..providers.base import AsrProvider, ErrorCode, ProviderError, SynthesisOptions, TtsProvider
 from ..providers.text import stable_prefix
+from ..recording import Recorder, Recording
 from ..wyoming_handler import BadRequest, GuardedHandler, audio_format_of
 
 _LOGGER = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class SpeechService:
     info: Event
     # Live transcripts: "auto" sends them to clients that asked for the info first.
     transcript_streaming: Literal["auto", "always", "never"] = "auto"
+    recorder: Recorder | None = None  # keeps each transcription's audio when recordings are on
 
     async def close(self) -> None:
         for provider in (self.asr, self.tts):
@@ -94,6 +96,7 @@ class SpeechEndpoint:
         """Refuse new requests, give those in flight ``timeout`` seconds, then end the rest
         (their clients get ``error`` shutting-down). Returns how many were ended."""
         self.stopping = True
+        await asyncio.sleep(0)  # a request cancelled before its first step would skip its finally
         pending: set[asyncio.Task[None]] = set(self._requests)
         if pending and timeout > 0:
             _, pending = await asyncio.wait(pending, timeout=timeout)
@@ -123,7 +126,12 @@ class _TextStream:
         self.stopped = asyncio.Event()
 
     def add(self, text: str) -> None:
-        self._pieces.put(text)
+        """Queue a piece; BufferFull (and what waits dropped) when it is over the limit."""
+        try:
+            self._pieces.put(text)
+        except BufferFull:
+            self._pieces.drop()
+            raise
 
     def stop(self) -> None:
         self._pieces.end()
@@ -201,6 +209,7 @@ class _Utterance:
         self.audio: BoundedQueue[bytes] = BoundedQueue(limit)
         self.seconds = 0.0
         self.task: asyncio.Task[None] | None = None
+        self.recording: Recording | None = None  # the audio as the provider gets it
 
 
 class SpeechHandler(GuardedHandler):
@@ -260,7 +269,10 @@ class SpeechHandler(GuardedHandler):
         elif SynthesizeChunk.is_type(event.type):
             if self._tts_stream is None:
                 raise BadRequest("synthesize-chunk without synthesize-start")
-            self._tts_stream.add(_text_field(event.data, "text"))
+            try:
+                self._tts_stream.add(_text_field(event.data, "text"))
+            except BufferFull as exc:  # the stream's synthesis is the last one started
+                await self._fail_request(self._tts_tail, "TTS text", exc)
         elif SynthesizeStop.is_type(event.type):
             if self._tts_stream is None:
                 raise BadRequest("synthesize-stop without synthesize-start")
@@ -291,6 +303,8 @@ class SpeechHandler(GuardedHandler):
             utterance = _Utterance(source, asr.input_format, self.limits.max_buffer_bytes)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
+        if self.service.recorder is not None:
+            utterance.recording = self.service.recorder.start("asr", asr.input_format)
         utterance.task = self._spawn(self._transcribe(asr, utterance, self._language))
         self._utterance = utterance
         return utterance
@@ -304,10 +318,13 @@ class SpeechHandler(GuardedHandler):
         pcm = utterance.converter.convert(event.payload or b"")
         utterance.seconds += utterance.converter.source.seconds(len(event.payload or b""))
         if pcm:
+            if utterance.recording is not None:
+                utterance.recording.add(pcm)
             try:
                 utterance.audio.put(pcm)
             except BufferFull as exc:
-                await self._fail_request("ASR", utterance.task, f"audio ahead of the provider: {exc}")
+                utterance.audio.drop()
+                await self._fail_request(utterance.task, "ASR audio", exc)
 
     def _end_utterance(self) -> None:
         if self._utterance is None:
@@ -346,6 +363,8 @@ class SpeechHandler(GuardedHandler):
         try:
             text = await self._guard("ASR", asr.name, recognize())
         finally:
+            if utterance.recording is not None:
+                utterance.recording.finish()
             if live is not None:
                 await live.stop()
         if live is not None:
@@ -379,8 +398,6 @@ class SpeechHandler(GuardedHandler):
         stream: _TextStream | None,
         previous: asyncio.Task[None] | None,
     ) -> None:
-        if previous is not None:  # one synthesis at a time per connection, in order
-            await asyncio.gather(previous, return_exceptions=True)
         fmt = tts.audio_format
         start = AudioStart(rate=fmt.rate, width=fmt.width, channels=fmt.channels).event()
 
@@ -406,6 +423,8 @@ class SpeechHandler(GuardedHandler):
             return True
 
         try:
+            if previous is not None:  # one at a time, in order; ending this one spares it
+                await asyncio.wait([previous])
             await self._guard("TTS", tts.name, speak())
             if stream is not None:
                 await stream.stopped.wait()  # answer synthesize-stop only once it came
@@ -416,6 +435,19 @@ class SpeechHandler(GuardedHandler):
                     await self.write_event(SynthesizeStopped().event())
 
     # --- shared ------------------------------------------------------------------
+
+    async def _fail_request(
+        self, task: asyncio.Task[None] | None, what: str, exc: BufferFull
+    ) -> None:
+        """End a request whose data waiting for the provider went over the limit (and has
+        been dropped); the connection goes on."""
+        if task is not None:
+            # Once the task has taken its first step: one cancelled before it starts would
+            # skip its ``finally`` (a stream's synthesize-stopped).
+            asyncio.get_running_loop().call_soon(task.cancel)
+        text = f"{what} ahead of the provider: {exc}; request ended"
+        _LOGGER.warning("client %s: %s", self.peer, text)
+        await self.send_error(ErrorCode.TOO_LARGE, text)
 
     async def _guard(self, role: str, provider: str, work: Awaitable[T]) -> T | None:
         """Run provider work; a failure becomes an ``error`` event and a log line."""

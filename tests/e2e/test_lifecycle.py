@@ -268,3 +268,24 @@ async def test_sigterm_ends_the_satellites_run_with_audio_stop(tmp_path: Path):
         await client.disconnect()
     finally:
         daemon.stop()
+
+
+async def test_sighup_applies_recordings_and_limits_to_what_comes_next(clouds, tmp_path):
+    daemon = start(clouds, tmp_path, "dashscope")
+    kept = await connect(daemon.port)
+    recordings = tmp_path / "recordings"
+    extra = f'recordings: {{dir: "{recordings}"}}\nlimits: {{allowed_networks: [10.0.0.0/8]}}'
+    await asyncio.to_thread(
+        daemon.reload, speech_config("dashscope", clouds.dashscope, clouds.azure, extra)
+    )
+    outsider = await connect(daemon.port)  # 127.0.0.1 is no longer allowed
+    assert await asyncio.wait_for(outsider.read_event(), 5) is None
+    await send_utterance(kept, bytes(16000), chunk_bytes=3200, language="zh")
+    assert (await read(kept, 30)).data["text"] == DASHSCOPE_TEXT  # admitted before: served
+    for _ in range(100):
+        if list(recordings.glob("*-asr.wav")):
+            break
+        await asyncio.sleep(0.05)
+    assert len(list(recordings.glob("*-asr.wav"))) == 1
+    await kept.disconnect()
+    assert daemon.stop() == 0, daemon.logs()
