@@ -8,6 +8,7 @@ connection could take all the device's memory.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T", bytes, str)
@@ -58,6 +59,11 @@ class BoundedQueue(Generic[T]):
         if piece is not None:
             self._waiting -= _size(piece)
         return piece
+
+    async def pieces(self) -> AsyncIterator[T]:
+        """Every piece, until the end."""
+        while (piece := await self.get()) is not None:
+            yield piece
 
     def drop(self) -> None:
         """Discard what waits (the end, if it came, stays)."""

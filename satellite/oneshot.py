@@ -186,23 +186,23 @@ async def transcribe(loaded: LoadedConfig, path: Path, language: str | None, par
             f"{8 * fmt.width}-bit, {fmt.channels} ch) with {_chain(asr)} {asr.model}..."
         )
         display = _Partials(sys.stderr) if partials else None
-        started = time.monotonic()
-        session = await asr.open(language, display.update if display is not None else None)
-        try:
-            piece = max(1, int(fmt.rate * _PIECE_SECONDS)) * fmt.frame_bytes
+        piece = max(1, int(fmt.rate * _PIECE_SECONDS)) * fmt.frame_bytes
+
+        async def pieces() -> AsyncIterator[bytes]:
             for offset in range(0, len(audio), piece):
-                pcm = converter.convert(audio[offset : offset + piece])
-                if pcm:
-                    await session.send(pcm)
-            finish_started = time.monotonic()
-            text = await session.finish()
-        except BaseException:
-            await session.cancel()
-            raise
+                if pcm := converter.convert(audio[offset : offset + piece]):
+                    yield pcm
+
+        started = time.monotonic()
+        try:
+            on_partial = display.update if display is not None else None
+            text, after_end = await asr.recognize(language, pieces(), on_partial)
         finally:
             if display is not None:
                 display.end()
-        _progress(f"transcript in {_ms(started)} ({_ms(finish_started)} after the end of audio)")
+        _progress(
+            f"transcript in {_ms(started)} ({after_end * 1000:.0f} ms after the end of audio)"
+        )
         return text
     finally:
         await _close(asr)

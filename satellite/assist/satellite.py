@@ -73,9 +73,8 @@ class _Sound:
     format: AudioFormat
     audio: BoundedQueue[bytes]  # what waits for the speaker
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.audio.get()) is not None:
-            yield chunk
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self.audio.pieces()
 
 
 class Satellite:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -131,6 +131,25 @@ class AsrProvider(ABC):
 
     async def close(self) -> None:
         """Release anything held between requests."""
+
+    async def recognize(
+        self,
+        language: str | None,
+        audio: AsyncIterable[bytes],
+        on_partial: PartialCallback | None = None,
+    ) -> tuple[str, float]:
+        """One utterance, streamed as ``audio`` yields it: the transcript, and the seconds
+        the provider took after the end of the audio. A failure cancels the session."""
+        session = await self.open(language, on_partial)
+        try:
+            async for pcm in audio:
+                await session.send(pcm)
+            audio_ended = time.monotonic()
+            text = await session.finish()
+        except BaseException:
+            await session.cancel()
+            raise
+        return text, time.monotonic() - audio_ended
 
 
 class TtsProvider(ABC):

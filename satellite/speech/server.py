@@ -137,9 +137,8 @@ class _TextStream:
         self._pieces.end()
         self.stopped.set()
 
-    async def pieces(self) -> AsyncIterator[str]:
-        while (text := await self._pieces.get()) is not None:
-            yield text
+    def pieces(self) -> AsyncIterator[str]:
+        return self._pieces.pieces()
 
 
 async def _one_text(text: str) -> AsyncIterator[str]:
@@ -342,21 +341,14 @@ class SpeechHandler(GuardedHandler):
         live = _LiveTranscript(self.write_event, language) if self._streams_transcripts() else None
 
         async def recognize() -> str:
-            session = await asr.open(language, live.update if live is not None else None)
-            try:
-                while (pcm := await utterance.audio.get()) is not None:
-                    await session.send(pcm)
-                finish_started = time.monotonic()
-                text = await session.finish()
-            except BaseException:
-                await session.cancel()
-                raise
+            on_partial = live.update if live is not None else None
+            text, after_stop = await asr.recognize(language, utterance.audio.pieces(), on_partial)
             _LOGGER.info(
                 "ASR %s: %.1f s of audio -> %d characters, %.0f ms after audio-stop",
                 asr.name,
                 utterance.seconds,
                 len(text),
-                (time.monotonic() - finish_started) * 1000,
+                after_stop * 1000,
             )
             return text
 

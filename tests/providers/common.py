@@ -44,14 +44,14 @@ async def transcribe(
     partials: list[str] | None = None,
 ) -> str:
     """One utterance in 100 ms pieces; the session is cancelled if anything fails."""
-    session = await provider.open(language, partials.append if partials is not None else None)
-    try:
+
+    async def pieces() -> AsyncIterator[bytes]:
         for offset in range(0, len(audio), 3200):
-            await session.send(audio[offset : offset + 3200])
-        return await session.finish()
-    except BaseException:
-        await session.cancel()
-        raise
+            yield audio[offset : offset + 3200]
+
+    on_partial = partials.append if partials is not None else None
+    text, _ = await provider.recognize(language, pieces(), on_partial)
+    return text
 
 
 async def speak(provider: TtsProvider, *texts: str, voice: str | None = None) -> bytes:
