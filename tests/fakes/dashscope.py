@@ -106,10 +106,6 @@ class FakeDashScope(ThreadedFake):
         """Per ASR task, in task order: every binary audio frame concatenated."""
         return [bytes(audio) for audio in self._audio]
 
-    @property
-    def open_connections(self) -> int:
-        return len(self._connections)
-
     def drop_connections(self) -> None:
         """Cut every open connection without a close frame, as a server dropping idle ones."""
         self._call(self._drop_open())

@@ -351,10 +351,6 @@ class FakeDashScopeRealtime(ThreadedFake):
         """The realtime URL without the query (the SDK appends ``?model=``)."""
         return f"{self._origin}{PATH}"
 
-    @property
-    def open_connections(self) -> int:
-        return len(self._connections)
-
     def transcript_for(self, turn: int) -> str:
         if isinstance(self.transcript, str):
             return self.transcript

@@ -89,6 +89,15 @@ class ThreadedFake(ABC):
         if self._loop is not None:
             self._call(self._apply_fault())
 
+    @property
+    def live_connections(self) -> frozenset[ServerConnection]:
+        """The websocket connections accepted and not yet closed."""
+        return frozenset(self._connections)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
     def start(self) -> Self:
         if self._thread is not None:
             raise RuntimeError(f"{type(self).__name__} already started")
