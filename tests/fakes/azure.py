@@ -28,7 +28,7 @@ from websockets.typing import Subprotocol
 
 from tests.fakes.threaded import ThreadedFake
 
-FAULTS = (None, "refuse", "auth", "error", "stall", "drop", "garbage")
+FAULTS = (None, "refuse", "auth", "error", "stall", "drop", "garbage", "corrupt")
 STT_PATH = re.compile(
     r"^/speech/recognition/(conversation|interactive|dictation)/cognitiveservices/v1$"
 )
@@ -41,6 +41,8 @@ TTS_FRAME_SECONDS = 0.1
 HTTP_LINGER_SECONDS = 0.2
 MAX_MESSAGES = 100_000  # bound on the messages read from one connection
 GARBAGE = "<html><body>502 Bad Gateway</body></html>"  # no USP headers, no Path
+# A binary USP frame whose header length (65535) runs past the end of the frame.
+CORRUPT = (0xFFFF).to_bytes(2, "big") + b"X-RequestId:0\r\nPath:audio\r\n"
 
 VOICES = [
     {
@@ -130,7 +132,8 @@ class FakeAzure(ThreadedFake):
     "error" closes with 1011 after the first audio (STT: received, TTS: sent); "drop"
     resets the TCP connection (STT: at the first audio, TTS: after turn.start); "stall"
     accepts and never answers; "garbage" sends a text frame that is no USP message after
-    the first hypothesis (STT) or audio frame (TTS) of a turn, then goes on. A key sent
+    the first hypothesis (STT) or audio frame (TTS) of a turn, then goes on; "corrupt"
+    does the same with a binary frame whose header length runs past its end. A key sent
     that is not ``key`` gets 401; no key is accepted.
     """
 
@@ -283,8 +286,8 @@ class FakeAzure(ThreadedFake):
                 "Duration": _ticks(len(audio)),
             }
             await ws.send(_text_message("speech.hypothesis", request_id, hypothesis))
-            if frames == 1 and self._fault == "garbage":
-                await ws.send(GARBAGE)
+            if frames == 1 and self._fault in ("garbage", "corrupt"):
+                await ws.send(GARBAGE if self._fault == "garbage" else CORRUPT)
 
     async def _stt_results(self, ws: ServerConnection, request_id: str, audio_bytes: int) -> None:
         await asyncio.sleep(self.delay)
@@ -332,8 +335,8 @@ class FakeAzure(ThreadedFake):
             if self._fault == "error":  # after some audio, as a service failing mid-turn
                 await ws.close(1011, "Internal service error.")
                 return
-            if self._fault == "garbage" and not start:
-                await ws.send(GARBAGE)
+            if self._fault in ("garbage", "corrupt") and not start:
+                await ws.send(GARBAGE if self._fault == "garbage" else CORRUPT)
         await ws.send(_text_message("turn.end", request_id, {}))
 
 
