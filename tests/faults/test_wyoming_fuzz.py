@@ -2,12 +2,14 @@
 hypothesis: malformed header lines, wrong JSON types in event data, events out of order,
 truncated events and random bytes, each example on its own raw TCP connection.
 
-After each example the daemon must have closed that connection once the client stopped
-sending, have sent only well-formed events (any ``error`` with a documented code other
-than internal-error), have logged no traceback, and answer ``describe`` on a new connection
-within a second. At the end real requests must still work.
+Every example ends with a ``describe`` (which the random part never contains). The daemon
+must then answer it, or have said with an ``error`` why it stopped reading; send only
+well-formed events (errors with a documented code other than internal-error); close the
+connection once the client has stopped sending; log no traceback; and answer ``describe``
+on a new connection within a second. At the end real requests must still work.
 
-Inputs that once ended a handler with an exception (PAST_CRASHES) are always tried too.
+Events out of order (ALWAYS_TRIED) and inputs that once ended a handler with an
+exception (PAST_CRASHES) are tried on every run.
 """
 
 from __future__ import annotations
@@ -313,11 +315,23 @@ PAST_CRASHES = [
 ]
 
 
-def past_crashes(**arguments):
-    """Adds every input of PAST_CRASHES as an explicit example (with ``arguments``)."""
+CHUNK = encode("audio-chunk", AUDIO, bytes(640))
+ALWAYS_TRIED = [
+    *PAST_CRASHES,
+    CHUNK + encode("audio-start", AUDIO) + CHUNK,  # audio-chunk before audio-start
+    encode("synthesize-stop", {}),  # without synthesize-start
+    encode("synthesize-chunk", {"text": "Hi."}) + encode("synthesize-stop", {}),
+    encode("transcribe", {}) + encode("audio-start", AUDIO) + CHUNK + encode("audio-stop") * 2,
+    encode("audio-stop") + encode("played") + encode("run-pipeline", {"start_stage": "asr"}),
+    encode("synthesize-start", {}) + encode("synthesize-start", {}) + encode("audio-start", AUDIO),
+]
+
+
+def always_tried(**arguments):
+    """Adds every input of ALWAYS_TRIED as an explicit example (with ``arguments``)."""
 
     def add(test):
-        for data in PAST_CRASHES:
+        for data in ALWAYS_TRIED:
             test = example(data=data, **arguments)(test)
         return test
 
@@ -326,7 +340,7 @@ def past_crashes(**arguments):
 
 @FUZZ
 @given(data=connections)
-@past_crashes()
+@always_tried()
 def test_fuzzed_speech_connections_leave_the_endpoint_serving(both: Both, data: bytes):
     assume(b"describe" not in data)
     check_survives(both, "speech", data)
@@ -334,7 +348,7 @@ def test_fuzzed_speech_connections_leave_the_endpoint_serving(both: Both, data: 
 
 @FUZZ
 @given(data=connections, takes_over=st.booleans())
-@past_crashes(takes_over=True)
+@always_tried(takes_over=True)
 def test_fuzzed_ha_connections_leave_the_satellite_serving(
     both: Both, data: bytes, takes_over: bool
 ):
