@@ -10,48 +10,35 @@ from pathlib import Path
 
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
-from wyoming.info import Describe
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
 from tests.e2e.daemon import TEST_KEYS, Daemon
-from tests.wyoming_client import connect, read
+from tests.wyoming_client import read
 
 MARGIN_S = 3.0  # slack on every deadline: two shared, noisy cores
 DESCRIBE_S = 1.0  # HA waits this long for ``info``
 
 
 @contextlib.contextmanager
-def running_daemon(workdir: Path, config: str, clean_log: bool = True) -> Iterator[Daemon]:
+def running_daemon(workdir: Path, config: str) -> Iterator[Daemon]:
     """A daemon from ``config`` (LISTEN_URI is filled in), listening; stopped afterwards,
-    cleanly, with a log free of keys and (``clean_log``) of tracebacks."""
+    cleanly, with a log free of tracebacks and keys."""
     daemon = Daemon(workdir, config)
     try:
         daemon.wait_listening()
         yield daemon
         assert daemon.process.poll() is None, f"the daemon died:\n{daemon.logs()}"
         assert daemon.stop() == 0, daemon.logs()
-        check_log(daemon.logs(), tracebacks=not clean_log)
+        check_log(daemon.logs())
     finally:
         daemon.stop()
 
 
-def check_log(logs: str, tracebacks: bool = False) -> None:
-    """What a user reading the log must never see: a key, or (unless ``tracebacks``) a
-    traceback."""
-    assert tracebacks or "Traceback" not in logs, logs[-6000:]
+def check_log(logs: str) -> None:
+    """What a user reading the log must never see: a traceback or a key."""
+    assert "Traceback" not in logs, logs[-6000:]
     for key in TEST_KEYS.values():
         assert key not in logs
-
-
-async def describe_within(port: int, seconds: float = DESCRIBE_S) -> Event:
-    """HA's discovery: a new connection, ``describe``, an ``info`` within ``seconds``."""
-    async with asyncio.timeout(seconds):
-        client = await connect(port)
-        try:
-            await client.write_event(Describe().event())
-            return await read(client, seconds)
-        finally:
-            await client.disconnect()
 
 
 async def next_event(client: AsyncTcpClient, types: set[str], timeout: float) -> Event:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 from wyoming.ping import Ping
 
@@ -85,9 +86,10 @@ class RoomWriter(threading.Thread):
             os.close(fd)
 
 
-async def follow_ha(port_client, writer: RoomWriter, timeline: Timeline, runs: int) -> None:
+async def follow_ha(
+    client: AsyncTcpClient, writer: RoomWriter, timeline: Timeline, runs: int
+) -> None:
     """Reads as HA until ``runs`` runs have ended, pinging every second; bounded in time."""
-    client = port_client
     pinged: dict[str, float] = {}
 
     async def ping() -> None:
