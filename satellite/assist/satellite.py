@@ -50,6 +50,9 @@ _LOGGED_EVENTS = {
     "timer-cancelled",
 }
 _END_OF_SPEECH_EVENTS = {"transcript", "voice-stopped", "error"}
+# A run whose mic delivers nothing for this long ends (chunks come every 100 ms), so HA is
+# not left listening to a microphone that went away mid-command.
+MIC_GAP_S = 2.0
 
 
 def satellite_info(config: SatelliteConfig, name: str) -> Info:
@@ -105,7 +108,8 @@ class Satellite:
         self._playing = 0  # sounds in progress
         self._muted_until = 0.0  # monotonic time the mic stays gated until
         self._playback_tail: asyncio.Task[None] | None = None
-        self._hooks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()  # hooks, runs ended by a timer
+        self._mic_gap: asyncio.TimerHandle | None = None  # armed while a run streams
         self._closed = False
 
     # --- connections -------------------------------------------------------------------
@@ -147,19 +151,36 @@ class Satellite:
 
     async def _gate_mic(self) -> None:
         async for chunk in self.mic.chunks():
-            connection = self._active()
-            if connection is None or self._mic_gated():
-                if self.gate.active or self._streaming:
-                    await self.end_run(connection, "the mic was gated")
-                self.gate.reset()
-                continue
-            if self._ha_listens_until is None:
-                for event in self.gate.process(chunk):
-                    await self._forward(connection, event)
-            elif time.monotonic() < self._ha_listens_until:
-                await self._send_audio(connection, chunk)
-            else:
-                await self.end_run(connection, "max-length while HA listened")
+            await self._take(chunk)
+            self._watch_mic_gap()
+
+    async def _take(self, chunk: bytes) -> None:
+        connection = self._active()
+        if connection is None or self._mic_gated():
+            if self.gate.active or self._streaming:
+                await self.end_run(connection, "the mic was gated")
+            self.gate.reset()
+        elif self._ha_listens_until is None:
+            for event in self.gate.process(chunk):
+                await self._forward(connection, event)
+        elif time.monotonic() < self._ha_listens_until:
+            await self._send_audio(connection, chunk)
+        else:
+            await self.end_run(connection, "max-length while HA listened")
+
+    def _watch_mic_gap(self) -> None:
+        """While a run streams, each chunk pushes back the end of a mic that went quiet."""
+        if self._mic_gap is not None:
+            self._mic_gap.cancel()
+            self._mic_gap = None
+        if self._streaming:
+            loop = asyncio.get_running_loop()
+            self._mic_gap = loop.call_later(MIC_GAP_S, self._on_mic_gap)
+
+    def _on_mic_gap(self) -> None:
+        self._mic_gap = None
+        why = f"no audio from the microphone for {MIC_GAP_S:g} s"
+        self._in_background(self.end_run(self._active(), why))
 
     def _mic_gated(self) -> bool:
         return self._playing > 0 or time.monotonic() < self._muted_until
@@ -201,6 +222,7 @@ class Satellite:
     def _forget_run(self) -> None:
         """No run receives our audio any more: the gate decides again from fresh audio."""
         self._streaming = False
+        self._watch_mic_gap()
         self._ha_listens_until = None
         recording, self._recording = self._recording, None
         if recording is not None:
@@ -312,13 +334,16 @@ class Satellite:
         """Run the command configured for this event type, with its data as JSON on stdin."""
         command = self.config.events.get(event.type)
         if command:
-            task = asyncio.ensure_future(_run_command(command, event))
-            self._hooks.add(task)
-            task.add_done_callback(self._hooks.discard)
+            self._in_background(_run_command(command, event))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         self._closed = True
-        for task in [*self._hooks, self._playback_tail]:
+        for task in [*self._background, self._playback_tail]:
             if task is not None:
                 task.cancel()
         await self.mic.close()
