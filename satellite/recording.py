@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import re
+import tempfile
 import wave
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,31 +46,33 @@ class Recorder:
         task.add_done_callback(self._saving.discard)
 
     def write(self, name: str, fmt: AudioFormat, audio: bytes) -> Path:
-        """Blocking: write a file readable only by the daemon's user, then prune."""
+        """Blocking: write the file (readable only by the daemon's user) under a temporary
+        name, make room among the newest ``keep``, then name it, so a reader never sees a
+        partial file or more recordings than ``keep`` (while saves do not overlap)."""
         directory = self.config.dir
         assert directory is not None
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        stem = name.removesuffix(".wav")
-        for attempt in range(1, 100):
-            path = directory / (name if attempt == 1 else f"{stem}-{attempt}.wav")
-            try:
-                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                break
-            except FileExistsError:
-                continue
-        else:
+        descriptor, temporary = tempfile.mkstemp(prefix=".", suffix=".partial", dir=directory)
+        try:
+            with os.fdopen(descriptor, "wb") as file, wave.open(file, "wb") as wav:
+                wav.setframerate(fmt.rate)
+                wav.setsampwidth(fmt.width)
+                wav.setnchannels(fmt.channels)
+                wav.writeframes(audio)
+            self._prune(directory, self.config.keep - 1)
+            stem = name.removesuffix(".wav")
+            for attempt in range(1, 100):
+                path = directory / (name if attempt == 1 else f"{stem}-{attempt}.wav")
+                with contextlib.suppress(FileExistsError):  # never replaces a recording
+                    os.link(temporary, path)
+                    return path
             raise FileExistsError(f"{directory / name} and 98 more exist")
-        with os.fdopen(descriptor, "wb") as file, wave.open(file, "wb") as wav:
-            wav.setframerate(fmt.rate)
-            wav.setsampwidth(fmt.width)
-            wav.setnchannels(fmt.channels)
-            wav.writeframes(audio)
-        self._prune(directory)
-        return path
+        finally:
+            os.unlink(temporary)
 
-    def _prune(self, directory: Path) -> None:
+    def _prune(self, directory: Path, keep: int) -> None:
         ours = sorted(name for name in os.listdir(directory) if _OURS.match(name))
-        for name in ours[: max(0, len(ours) - self.config.keep)]:
+        for name in ours[: max(0, len(ours) - keep)]:
             with contextlib.suppress(FileNotFoundError):  # another save pruned it first
                 (directory / name).unlink()
 

@@ -57,6 +57,7 @@ providers:
     api_key: ${{DASHSCOPE_API_KEY}}
     websocket_url: {fake.url}
     timeouts: {DEADLINES}
+    warm_connections: 0  # a connection opened before a fault would not see it
     tts: {{sample_rate: 22050}}
 """
 
