@@ -17,13 +17,14 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from wyoming.tts import Synthesize
 
 from bench.speech_endpoint import percentile
+from satellite.providers.base import Deadlines
 from tests.e2e.daemon import Daemon
 from tests.fakes.azure import FakeAzure
 from tests.fakes.dashscope import FakeDashScope
@@ -35,6 +36,7 @@ UTTERANCE = bytes(16000)  # 0.5 s of 16 kHz mono s16le
 CHUNK_BYTES = 3200
 PAUSE_S = 0.05  # between requests: lets a warm pool replenish as it would between commands
 STALL_FIRST_RESULT_S = 1.0
+STALL_TIMEOUTS = Deadlines(connect=3, first_result=STALL_FIRST_RESULT_S, total=20)
 
 
 @dataclass
@@ -44,7 +46,37 @@ class Fakes:
     azure: FakeAzure
 
 
-def provider_blocks(fakes: Fakes, warm: int, dashscope_models: dict[str, str]) -> str:
+@contextlib.contextmanager
+def running_fakes(delay: float) -> Iterator[Fakes]:
+    """The fake providers on 127.0.0.1, each answering after ``delay`` seconds."""
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    with FakeDashScope() as dashscope, FakeDashScopeRealtime() as realtime, FakeAzure() as azure:
+        for fake in (dashscope, realtime, azure):
+            fake.delay = delay
+        yield Fakes(dashscope, realtime, azure)
+
+
+def timeouts_yaml(deadlines: Deadlines) -> str:
+    return (
+        f"{{connect: {deadlines.connect:g}, first_result: {deadlines.first_result:g},"
+        f" total: {deadlines.total:g}}}"
+    )
+
+
+def provider_blocks(
+    fakes: Fakes,
+    warm: int,
+    dashscope_models: dict[str, str],
+    timeouts: dict[str, Deadlines] | None = None,
+) -> str:
+    """The providers section for the fakes; ``timeouts`` per provider name (by default a
+    short first_result for DashScope, the config's defaults for the others)."""
+    timeouts = {"dashscope": STALL_TIMEOUTS} if timeouts is None else timeouts
+
+    def timeouts_line(provider: str) -> str:
+        deadlines = timeouts.get(provider)
+        return "" if deadlines is None else f"    timeouts: {timeouts_yaml(deadlines)}\n"
+
     models = "".join(
         f"    {role}: {{model: {model}}}\n" for role, model in dashscope_models.items()
     )
@@ -54,14 +86,14 @@ providers:
     websocket_url: {fakes.dashscope.url}
     realtime_url: {fakes.realtime.url}
     warm_connections: {warm}
-    timeouts: {{connect: 3, first_result: {STALL_FIRST_RESULT_S}, total: 20}}
-{models}  azure:
+{timeouts_line("dashscope")}{models}  azure:
     host: {fakes.azure.host}
     warm_connections: {warm}
     asr: {{languages: [zh-CN, en-US]}}
     tts: {{voice: zh-CN-XiaoxiaoNeural}}
-  espeak: {{voice: cmn}}
-"""
+{timeouts_line("azure")}  espeak:
+    voice: cmn
+{timeouts_line("espeak")}"""
 
 
 def config(
@@ -208,16 +240,7 @@ async def main() -> None:
         "--only", choices=("tts", "asr", "failover"), help="run one section of the benchmark"
     )
     args = parser.parse_args()
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-    with (
-        FakeDashScope() as dashscope,
-        FakeDashScopeRealtime() as realtime,
-        FakeAzure() as azure,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        for fake in (dashscope, realtime, azure):
-            fake.delay = args.delay
-        fakes = Fakes(dashscope, realtime, azure)
+    with running_fakes(args.delay) as fakes, tempfile.TemporaryDirectory() as tmp:
         print(f"voice-satellite provider paths ({os.cpu_count()} CPUs, fake delay {args.delay} s)")
         sections = {"tts": bench_tts, "asr": bench_asr, "failover": bench_failover}
         for name, section in sections.items():

@@ -88,6 +88,10 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / ticks, int(fields[12]) / ticks  # utime, stime
 
 
+def thread_count(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[17])
+
+
 def status_mb(pid: int, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{key}:"):
@@ -180,7 +184,6 @@ async def run_scenario(
         if events.closed or daemon.process.poll() is not None:
             raise RuntimeError(f"the daemon dropped the client or exited:\n{daemon.logs()}")
         counts, audio_bytes = events.between(started, ended)
-        threads = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[17])
         result = Result(
             name=name,
             seconds=ended - started,
@@ -191,7 +194,7 @@ async def run_scenario(
             utterances=utterances,
             peak_rss_mb=status_mb(pid, "VmHWM"),
             rss_mb=status_mb(pid, "VmRSS"),
-            threads=threads,
+            threads=thread_count(pid),
             providers=provider_traces(daemon),
         )
     finally:
