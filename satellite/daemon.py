@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from wyoming.server import AsyncServer
 
 from . import logs
+from .bridge import run_blocking
 from .config import Config, ConfigError, LimitsConfig, LoadedConfig, load_config
 from .config_warnings import config_warnings
 from .connections import Connections, MakeHandler
@@ -92,7 +93,8 @@ class _SpeechRole(_Role):
         config = loaded.config.speech
         self.name = config.name or _default_name("speech")
         self._background: set[asyncio.Task[None]] = set()  # warm-ups, retiring services
-        self.endpoint = SpeechEndpoint(self._build_service(loaded))
+        recorder = Recorder(loaded.config.recordings)
+        self.endpoint = SpeechEndpoint(self._build_service(loaded), recorder)
         await self._serve(
             config.uri,
             loaded.config.limits,
@@ -111,7 +113,6 @@ class _SpeechRole(_Role):
             tts=tts,
             info=build_info(asr, tts).event(),
             transcript_streaming=loaded.config.speech.asr.transcript_streaming,
-            recorder=Recorder(loaded.config.recordings),
         )
         # Connections are opened ahead of the first request, without delaying readiness.
         self._in_background(asr.prepare())
@@ -134,11 +135,9 @@ class _SpeechRole(_Role):
 
     async def reload(self, old: Config, new: LoadedConfig) -> None:
         config = new.config
-        if (config.speech, config.providers, config.recordings) == (
-            old.speech,
-            old.providers,
-            old.recordings,
-        ):
+        if config.recordings != old.recordings:
+            self.endpoint.recorder = Recorder(config.recordings)
+        if (config.speech, config.providers) == (old.speech, old.providers):
             return
         self._in_background(self.endpoint.replace(self._build_service(new)))
         _LOGGER.info(
@@ -287,7 +286,7 @@ class Daemon:
 
     async def _reload(self) -> None:
         try:
-            new = load_config(self.config_path)
+            new = await run_blocking(load_config, self.config_path)
         except ConfigError as exc:
             _LOGGER.error(
                 "reload: %s is invalid, keeping the running configuration:\n  %s",

@@ -22,6 +22,7 @@ from .bridge import run_blocking
 from .config import LoadedConfig
 from .providers.base import AsrProvider, SynthesisOptions, TtsProvider, Voice
 from .providers.registry import build_asr, build_tts
+from .providers.text import one_piece
 
 _PIECE_SECONDS = 0.1  # audio sent to the recognizer per call, as a live stream would
 _CLOSE_SECONDS = 5.0  # releasing a provider's connections never holds the command longer
@@ -68,10 +69,6 @@ class _Measured:
             yield chunk
 
 
-async def _one(text: str) -> AsyncIterator[str]:
-    yield text
-
-
 async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path | None) -> None:
     """Speak ``text`` on the satellite's speaker, or into the WAV file ``output``."""
     speaker_config = loaded.config.satellite.speaker
@@ -85,7 +82,7 @@ async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path |
         shown_voice = voice or (tts.voices[0].name if tts.voices else "default")
         _progress(f"synthesizing with {_chain(tts)} {tts.model} voice {shown_voice}...")
         started = time.monotonic()
-        audio = _Measured(tts.synthesize(_one(text), SynthesisOptions(voice=voice)))
+        audio = _Measured(tts.synthesize(one_piece(text), SynthesisOptions(voice=voice)))
         if output is not None:
             await _write_wav(output, fmt, audio.chunks())
             where = f"written to {output}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 # Han, kana, CJK punctuation and full-width forms: scripts written without spaces between
 # words or sentences (Hangul is spaced, so it is not included).
@@ -92,3 +92,8 @@ def stable_prefix(previous: str, current: str) -> str:
     if length < len(current) and length < len(previous) and prefix and not _CJK.match(prefix[-1]):
         prefix = prefix[: prefix.rfind(" ") + 1]  # the last word may still change
     return prefix
+
+
+async def one_piece(text: str) -> AsyncIterator[str]:
+    """A text that arrives whole, for interfaces that take streamed text."""
+    yield text

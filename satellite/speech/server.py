@@ -37,7 +37,7 @@ from wyoming.tts import (
 from ..audio.pcm import AudioFormat, PcmConverter
 from ..buffers import BoundedQueue, BufferFull
 from ..providers.base import AsrProvider, ErrorCode, ProviderError, SynthesisOptions, TtsProvider
-from ..providers.text import stable_prefix
+from ..providers.text import one_piece, stable_prefix
 from ..recording import Recorder, Recording
 from ..wyoming_handler import BadRequest, GuardedHandler, audio_format_of
 
@@ -54,7 +54,6 @@ class SpeechService:
     info: Event
     # Live transcripts: "auto" sends them to clients that asked for the info first.
     transcript_streaming: Literal["auto", "always", "never"] = "auto"
-    recorder: Recorder | None = None  # keeps each transcription's audio when recordings are on
 
     async def close(self) -> None:
         for provider in (self.asr, self.tts):
@@ -62,11 +61,18 @@ class SpeechService:
                 await provider.close()
 
 
+def end_request(task: asyncio.Task[None]) -> None:
+    """Cancel a request once it has taken its first step: a task cancelled before it starts
+    never runs its ``finally`` (a stream's ``synthesize-stopped``)."""
+    asyncio.get_running_loop().call_soon(task.cancel)
+
+
 class SpeechEndpoint:
     """The service new requests get, and every request in flight with the service it uses."""
 
-    def __init__(self, service: SpeechService) -> None:
+    def __init__(self, service: SpeechService, recorder: Recorder | None = None) -> None:
         self.service = service
+        self.recorder = recorder  # keeps each transcription's audio when recordings are on
         self.stopping = False  # new requests are refused
         self._requests: dict[asyncio.Task[None], SpeechService] = {}
 
@@ -96,12 +102,11 @@ class SpeechEndpoint:
         """Refuse new requests, give those in flight ``timeout`` seconds, then end the rest
         (their clients get ``error`` shutting-down). Returns how many were ended."""
         self.stopping = True
-        await asyncio.sleep(0)  # a request cancelled before its first step would skip its finally
         pending: set[asyncio.Task[None]] = set(self._requests)
         if pending and timeout > 0:
             _, pending = await asyncio.wait(pending, timeout=timeout)
         for task in pending:
-            task.cancel()
+            end_request(task)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         return len(pending)
@@ -139,10 +144,6 @@ class _TextStream:
 
     def pieces(self) -> AsyncIterator[str]:
         return self._pieces.pieces()
-
-
-async def _one_text(text: str) -> AsyncIterator[str]:
-    yield text
 
 
 class _LiveTranscript:
@@ -259,7 +260,7 @@ class SpeechHandler(GuardedHandler):
             self._end_utterance()
         elif Synthesize.is_type(event.type):
             if self._tts_stream is None:  # inside a stream it only repeats the chunks: ignore
-                self._start_synthesis(event.data, _one_text(_text_field(event.data, "text")))
+                self._start_synthesis(event.data, one_piece(_text_field(event.data, "text")))
         elif SynthesizeStart.is_type(event.type):
             if self._tts_stream is not None:
                 self._tts_stream.stop()  # an unfinished stream ends where the new one starts
@@ -302,8 +303,8 @@ class SpeechHandler(GuardedHandler):
             utterance = _Utterance(source, asr.input_format, self.limits.max_buffer_bytes)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        if self.service.recorder is not None:
-            utterance.recording = self.service.recorder.start("asr", asr.input_format)
+        if self.endpoint.recorder is not None:
+            utterance.recording = self.endpoint.recorder.start("asr", asr.input_format)
         utterance.task = self._spawn(self._transcribe(asr, utterance, self._language))
         self._utterance = utterance
         return utterance
@@ -434,9 +435,7 @@ class SpeechHandler(GuardedHandler):
         """End a request whose data waiting for the provider went over the limit (and has
         been dropped); the connection goes on."""
         if task is not None:
-            # Once the task has taken its first step: one cancelled before it starts would
-            # skip its ``finally`` (a stream's synthesize-stopped).
-            asyncio.get_running_loop().call_soon(task.cancel)
+            end_request(task)
         text = f"{what} ahead of the provider: {exc}; request ended"
         _LOGGER.warning("client %s: %s", self.peer, text)
         await self.send_error(ErrorCode.TOO_LARGE, text)

@@ -129,12 +129,12 @@ async def test_an_unwritable_dir_is_a_warning_not_a_failure(
 async def speech_endpoint(asr: ScriptedAsr, recorder: Recorder) -> AsyncIterator[AsyncTcpClient]:
     """A client of a speech endpoint whose provider is ``asr``."""
     tts = ScriptedTts()
-    service = SpeechService(asr=asr, tts=tts, info=build_info(asr, tts).event(), recorder=recorder)
+    service = SpeechService(asr=asr, tts=tts, info=build_info(asr, tts).event())
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = AsyncServer.from_uri(f"tcp://127.0.0.1:{port}")
-    await server.start(partial(SpeechHandler, endpoint=SpeechEndpoint(service)))
+    await server.start(partial(SpeechHandler, endpoint=SpeechEndpoint(service, recorder)))
     try:
         client = await connect(port)
         yield client
