@@ -15,9 +15,10 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from . import __version__, logs
+from .bridge import calls_still_running
 from .config import ConfigError, LoadedConfig, load_config
 from .config_warnings import config_warnings
 
@@ -330,6 +331,28 @@ _COMMANDS = {
     "transcribe": _transcribe,
     "voices": _voices,
 }
+
+
+# How long calls still blocked in an SDK (given up on, waiting for the SDK's own timeout)
+# may hold the process once the command is done.
+EXIT_GRACE_S = 2.0
+
+
+def entry() -> NoReturn:
+    """The console script: ``main()``, then exit once blocking calls have returned, or
+    after EXIT_GRACE_S without the ones that have not (Python's own exit would wait for
+    them, for as long as the SDK's timeouts)."""
+    code = main()
+    still_running = calls_still_running(EXIT_GRACE_S)
+    if not still_running:
+        sys.exit(code)
+    logging.getLogger(__name__).info(
+        "exiting without waiting for %d blocked SDK call(s)", still_running
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,7 +111,7 @@ async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path |
 async def _write_wav(path: Path, fmt: AudioFormat, audio: AsyncIterator[bytes]) -> None:
     """Write the audio as it comes; a failed synthesis leaves no partial file behind."""
     try:
-        file = await run_blocking(path.open, "wb")
+        file = path.open("wb")  # here, not in a thread: a cancelled wait would leave it behind
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:

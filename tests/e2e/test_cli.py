@@ -183,7 +183,10 @@ def test_a_stalled_provider_ends_at_its_deadline(tmp_path: Path, dashscope: Fake
     assert time.monotonic() - started < 8
 
 
-def test_ctrl_c_exits_130_promptly(tmp_path: Path, dashscope: FakeDashScope):
+@pytest.mark.parametrize("moment", ["connecting", "waiting for audio"])
+def test_ctrl_c_exits_130_promptly(tmp_path: Path, dashscope: FakeDashScope, moment: str):
+    """Also while an SDK call is blocked (the SDK's connect, or its wait for the end of a
+    synthesis): the command does not wait for the SDK to give up."""
     dashscope.fault = "stall"
     deadlines = "{connect: 30, first_result: 30, total: 60}"
     config = write_config(tmp_path / "config.yaml", dashscope_yaml(dashscope, deadlines))
@@ -199,7 +202,8 @@ def test_ctrl_c_exits_130_promptly(tmp_path: Path, dashscope: FakeDashScope):
         assert process.stderr is not None
         assert process.stderr.readline().startswith("synthesizing with dashscope")
         deadline = time.monotonic() + 10
-        while dashscope.received_text != [["你好"]] and time.monotonic() < deadline:
+        while moment == "waiting for audio" and dashscope.received_text != [["你好"]]:
+            assert time.monotonic() < deadline, "the text never reached the provider"
             time.sleep(0.05)  # the request is waiting for the stalled provider
         interrupted = time.monotonic()
         process.send_signal(signal.SIGINT)
