@@ -48,6 +48,9 @@ _RESTART_KEYS = (
 )
 
 
+STATUS_EVERY_S = 2.0  # how often a changed status is sent to systemd
+
+
 def _value(config: Config, dotted: str) -> object:
     node: object = config
     for key in dotted.split("."):
@@ -72,6 +75,10 @@ class _Role(ABC):
         self.connections = Connections(self.name, limits)
         self.server = AsyncServer.from_uri(uri)
         await self.server.start(self.connections.factory(make))
+
+    @abstractmethod
+    def status(self) -> str:
+        """What the role has done so far, in a few words."""
 
     @abstractmethod
     async def reload(self, old: Config, new: LoadedConfig) -> None:
@@ -133,6 +140,9 @@ class _SpeechRole(_Role):
             f"TTS {tts.name} {tts.model} voice {voice}"
         )
 
+    def status(self) -> str:
+        return self.endpoint.status()
+
     async def reload(self, old: Config, new: LoadedConfig) -> None:
         config = new.config
         if config.recordings != old.recordings:
@@ -183,6 +193,9 @@ class _SatelliteRole(_Role):
             speaker.description if speaker is not None else "none",
         )
         self._mic_loop = asyncio.create_task(self.satellite.run_mic(), name="mic")
+
+    def status(self) -> str:
+        return self.satellite.status()
 
     async def reload(self, old: Config, new: LoadedConfig) -> None:
         if new.config.recordings != old.recordings:
@@ -247,8 +260,10 @@ class Daemon:
                 await discovery.start()
             self._systemd.ready(self._status())
             watchdog = asyncio.create_task(self._systemd.feed_watchdog(), name="watchdog")
+            reports = asyncio.create_task(self._report_status(), name="status")
             await self._stop.wait()
             watchdog.cancel()
+            reports.cancel()
             _LOGGER.info("stopping")
             self._systemd.stopping()
             await self._drain()
@@ -266,8 +281,20 @@ class Daemon:
         _LOGGER.info("stopped")
 
     def _status(self) -> str:
-        serving = ", ".join(f"{role.name} on {role.uri}" for role in self._roles)
+        serving = "; ".join(f"{r.name} on {r.uri}: {r.status()}" for r in self._roles)
         return f"serving: {serving or 'no role'}"
+
+    async def _report_status(self) -> None:
+        """Keep ``systemctl status`` current: a new STATUS= line when something changed."""
+        reported = self._status()
+        while True:
+            await asyncio.sleep(STATUS_EVERY_S)
+            if self._reload_lock.locked():
+                continue  # the reload reports when it ends
+            status = self._status()
+            if status != reported:
+                self._systemd.status(status)
+                reported = status
 
     async def _drain(self) -> None:
         timeout = self.loaded.config.shutdown_timeout_s

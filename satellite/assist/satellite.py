@@ -111,6 +111,12 @@ class Satellite:
         self._background: set[asyncio.Task[None]] = set()  # hooks, runs ended by a timer
         self._mic_gap: asyncio.TimerHandle | None = None  # armed while a run streams
         self._closed = False
+        self.runs = 0  # pipeline runs started since the daemon started
+
+    def status(self) -> str:
+        """HA's connection and the runs so far, for ``systemctl status``."""
+        ha = "HA connected" if self._connection is not None else "waiting for HA"
+        return f"{ha}, pipeline runs: {self.runs}"
 
     # --- connections -------------------------------------------------------------------
 
@@ -188,6 +194,7 @@ class Satellite:
     async def _forward(self, connection: SatelliteHandler, event: GateEvent) -> None:
         if event.kind == "start":
             self._streaming = True
+            self.runs += 1
             if self.recorder is not None:
                 self._recording = self.recorder.start("satellite", SPEECH_FORMAT)
             end_stage = PipelineStage.TTS if self.speaker is not None else PipelineStage.HANDLE

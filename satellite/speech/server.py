@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -75,6 +76,17 @@ class SpeechEndpoint:
         self.recorder = recorder  # keeps each transcription's audio when recordings are on
         self.stopping = False  # new requests are refused
         self._requests: dict[asyncio.Task[None], SpeechService] = {}
+        self.answered: Counter[str] = Counter()  # requests answered, by role (ASR, TTS)
+        self.failed: Counter[str] = Counter()  # requests failed, by error code
+
+    def status(self) -> str:
+        """What the endpoint has done since it started, for ``systemctl status``."""
+        failed = sum(self.failed.values())
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(self.failed.items()))
+        return (
+            f"{self.answered['ASR']} transcribed, {self.answered['TTS']} synthesized, "
+            f"{failed} failed" + (f" ({codes})" if codes else "")
+        )
 
     def track(self, task: asyncio.Task[None], service: SpeechService) -> None:
         self._requests[task] = service
@@ -443,8 +455,9 @@ class SpeechHandler(GuardedHandler):
     async def _guard(self, role: str, provider: str, work: Awaitable[T]) -> T | None:
         """Run provider work; a failure becomes an ``error`` event and a log line."""
         try:
-            return await work
+            result = await work
         except ProviderError as exc:
+            self.endpoint.failed[exc.code.value] += 1
             _LOGGER.warning("%s %s failed [%s]: %s", role, provider, exc.code, exc.message)
             await self.send_error(exc.code, f"{role} {provider}: {exc.message}")
         except asyncio.CancelledError:
@@ -456,8 +469,12 @@ class SpeechHandler(GuardedHandler):
         except ConnectionError:
             raise
         except Exception:
+            self.endpoint.failed[ErrorCode.INTERNAL.value] += 1
             _LOGGER.exception("%s %s: unexpected failure", role, provider)
             await self.send_error(ErrorCode.INTERNAL, f"{role} {provider}: internal error")
+        else:
+            self.endpoint.answered[role] += 1
+            return result
         return None
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import socket
@@ -12,8 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from wyoming.tts import Synthesize
 
 from tests.e2e.daemon import REPO, Daemon, port_open
+from tests.fakes.dashscope import FakeDashScope
+from tests.wyoming_client import connect, read, read_until
 
 UNIT = REPO / "systemd" / "voice-satellite.service"
 INSTALLED_PROGRAM = "/opt/voice-satellite/.venv/bin/voice-satellite"
@@ -95,3 +99,28 @@ def test_daemon_tells_systemd_ready_alive_and_stopping(tmp_path, notify_socket):
         assert "STOPPING=1" in messages_until(notify_socket, "STOPPING=1")[-1]
     finally:
         daemon.stop()
+
+
+async def test_status_counts_the_requests_answered_and_failed(tmp_path, notify_socket):
+    """``systemctl status`` shows what the daemon has done, updated as it serves."""
+    with FakeDashScope() as fake:
+        daemon = Daemon(
+            tmp_path,
+            f"speech: {{uri: LISTEN_URI}}\n"
+            f"providers: {{dashscope: {{websocket_url: {fake.url}, warm_connections: 0}}}}\n",
+            env={"NOTIFY_SOCKET": notify_socket.getsockname()},
+        )
+        try:
+            ready = await asyncio.to_thread(messages_until, notify_socket, "READY=1")
+            assert "0 transcribed, 0 synthesized, 0 failed" in ready[-1], ready
+            client = await connect(daemon.port)
+            await client.write_event(Synthesize(text="你好。").event())
+            assert (await read_until(client, "audio-stop"))[-1].type == "audio-stop"
+            fake.fault = "auth"
+            await client.write_event(Synthesize(text="你好。").event())
+            assert (await read(client)).data["code"] == "auth-failed"
+            await client.disconnect()
+            status = await asyncio.to_thread(messages_until, notify_socket, "1 failed")
+            assert "0 transcribed, 1 synthesized, 1 failed (auth-failed 1)" in status[-1]
+        finally:
+            assert daemon.stop() == 0, daemon.logs()

@@ -186,3 +186,19 @@ async def test_after_the_wake_word_ha_decides_when_the_command_ends(running):
     while (event := await read(client)).type == "audio-chunk":
         pass
     assert event.type == "audio-stop"
+
+
+async def test_status_tells_whether_ha_is_connected_and_counts_runs(running):
+    satellite, mic, client = await running(speaker=None)
+    assert satellite.status() == "HA connected, pipeline runs: 0"
+    mic.say(UTTERANCE)
+    await next_run(client)
+    mic.say(UTTERANCE)
+    await next_run(client)
+    assert satellite.status() == "HA connected, pipeline runs: 2"
+    await client.disconnect()
+    for _ in range(100):
+        if satellite.status().startswith("waiting for HA"):
+            break
+        await asyncio.sleep(0.02)
+    assert satellite.status() == "waiting for HA, pipeline runs: 2"
