@@ -197,6 +197,9 @@ def test_ctrl_c_exits_130_promptly(tmp_path: Path, dashscope: FakeDashScope, mom
         env=cli_env(),
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as at a terminal, also when the tests run as a background job (which
+        # starts with SIGINT ignored, and Python keeps it so).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert process.stderr is not None
