@@ -171,6 +171,8 @@ class _SpeechRole(_Role):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.endpoint.service.close()
+        if self.endpoint.recorder is not None:
+            await self.endpoint.recorder.wait_saved()
 
 
 class _SatelliteRole(_Role):
@@ -211,6 +213,8 @@ class _SatelliteRole(_Role):
         self._mic_loop.cancel()
         await super().stop()
         await self.satellite.close()
+        if self.satellite.recorder is not None:
+            await self.satellite.recorder.wait_saved()
 
 
 class Daemon:

@@ -45,6 +45,10 @@ class Recorder:
         self._saving.add(task)
         task.add_done_callback(self._saving.discard)
 
+    async def wait_saved(self) -> None:
+        """Return once the recordings finished so far are written (at shutdown)."""
+        await asyncio.gather(*self._saving, return_exceptions=True)
+
     def write(self, name: str, fmt: AudioFormat, audio: bytes) -> Path:
         """Blocking: write the file (readable only by the daemon's user) under a temporary
         name, make room among the newest ``keep``, then name it, so a reader never sees a

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,11 +250,14 @@ async def test_sighup_changes_vad_and_speaker_while_ha_stays_connected(tmp_path:
         assert daemon.stop() == 0, daemon.logs()
 
 
-async def test_sigterm_ends_the_satellites_run_with_audio_stop(tmp_path: Path):
+async def test_sigterm_ends_the_satellites_run_with_audio_stop_and_keeps_its_recording(
+    tmp_path: Path,
+):
     mic_pcm = silence(2) + speech_pcm("turn on the kitchen light", 0.0, 0.0) + silence(30)
     write_wav(tmp_path / "mic.wav", mic_pcm)
     config = satellite_config(file_mic(tmp_path / "mic.wav"), file_speaker(tmp_path / "out.raw"))
-    daemon = Daemon(tmp_path, config)
+    recordings = tmp_path / "recordings"
+    daemon = Daemon(tmp_path, f'{config}\nrecordings: {{dir: "{recordings}"}}\n')
     try:
         client = await start_ha(daemon)
         assert (await read(client, 15)).type == "run-pipeline"
@@ -267,6 +271,9 @@ async def test_sigterm_ends_the_satellites_run_with_audio_stop(tmp_path: Path):
         assert event.type == "audio-stop", event
         assert await stopped == 0, daemon.logs()
         assert "audio for the pipeline run ended: shutting down" in daemon.logs()
+        [recording] = recordings.glob("*-satellite.wav")  # the run cut short is kept
+        with wave.open(str(recording)) as wav:
+            assert wav.getnframes() > 0
         await client.disconnect()
     finally:
         daemon.stop()
