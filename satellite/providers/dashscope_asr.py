@@ -14,7 +14,7 @@ from typing import Any
 
 from dashscope.audio.asr import Recognition, RecognitionCallback, RecognitionResult
 from dashscope.common.constants import WEBSOCKET_ERROR_CODE
-from dashscope.common.error import InvalidParameter
+from dashscope.common.error import InvalidParameter, InvalidTask
 
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import DashScopeConfig
@@ -132,7 +132,10 @@ class DashScopeAsrSession(AsrSession):
 
     async def start(self) -> None:
         """Connect, within the connect deadline."""
-        await run_blocking(self._calls.run, self._recognition.start)
+        # InvalidTask: the task ended (task-failed, refused key...) before start() looked at
+        # it. The error event it sent says why, and is read below like any other.
+        with contextlib.suppress(InvalidTask):
+            await run_blocking(self._calls.run, self._recognition.start)
         connect = self._clock.deadlines.connect
         while not self._started:
             try:

@@ -7,10 +7,13 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from dashscope.common.error import InvalidTask
 
 from satellite.config import DashScopeAsr, DashScopeConfig, DashScopeTts, Timeouts
+from satellite.providers import dashscope_asr
 from satellite.providers.base import Credentials, ErrorCode, ProviderError, SynthesisOptions
 from satellite.providers.dashscope_asr import (
     DashScopeAsrProvider,
@@ -370,6 +373,37 @@ async def test_faults_then_recovery(
     error = await check_fault(fake, kind, fault, codes, within)
     if fault == "task-failed":
         assert FAILURE_MESSAGE in error.message
+    await check_sdk_threads_end()
+
+
+class _EndedBeforeStartReturned(dashscope_asr._Recognition):
+    """The SDK's ``start()`` raises InvalidTask when its worker thread has already ended by
+    the time it checks on it: the task failed that fast (seen under load, as an internal
+    error instead of a failover). This forces that order: the real start against the fake,
+    the worker's end, then the exception the SDK raises then."""
+
+    def start(self, *args: Any, **kwargs: Any) -> None:
+        super().start(*args, **kwargs)
+        self._worker.join(5)
+        raise InvalidTask("Invalid task, task create failed.")
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "says"),
+    [
+        ("auth", ErrorCode.AUTH_FAILED, "HTTP 401"),
+        ("refuse", ErrorCode.CONNECT_FAILED, "cannot connect to ws://127.0.0.1"),
+    ],
+)
+async def test_a_task_that_fails_before_start_returns_is_a_provider_failure(
+    fake: FakeDashScope, monkeypatch: pytest.MonkeyPatch, fault: str, code: ErrorCode, says: str
+):
+    """Not an internal error: failover moves on, and the message says what failed."""
+    monkeypatch.setattr(dashscope_asr, "_Recognition", _EndedBeforeStartReturned)
+    fake.fault = fault
+    provider = asr_provider(fake, connect=1.0, first_result=0.5, total=4.0)
+    error, elapsed = await failure(transcribe(provider, speech(0.5)))
+    assert (error.code, elapsed < 1.0) == (code, True) and says in error.message
     await check_sdk_threads_end()
 
 
