@@ -143,6 +143,16 @@ class _Chain(Generic[P]):
         await asyncio.gather(*(p.close() for p in self._chain), return_exceptions=True)
 
 
+def _provider_error(role: str, name: str, exc: Exception) -> ProviderError:
+    """What a provider raised, as a ProviderError. Anything else (a bug, or an SDK raising
+    what it documents nowhere) is logged with its traceback and then failed over like any
+    provider failure, so the request still gets an answer."""
+    if isinstance(exc, ProviderError):
+        return exc
+    _LOGGER.error("%s %s: unexpected failure", role, name, exc_info=exc)
+    return ProviderError(ErrorCode.INTERNAL, "internal error")
+
+
 def _log_failover(role: str, name: str, error: ProviderError) -> None:
     _LOGGER.warning(
         "%s %s failed before any output [%s]: %s", role, name, error.code, error.message
@@ -207,22 +217,23 @@ class _FailoverAsrSession(AsrSession):
                 for pcm in self._audio:
                     await self._session.send(pcm)
                 return
-            except ProviderError as error:
-                await self._failed(error)
+            except Exception as exc:
+                await self._failed(exc)
             except BaseException:
                 breaker.abandoned()
                 raise
         raise _combined("ASR", self._errors)
 
-    async def _failed(self, error: ProviderError) -> None:
+    async def _failed(self, exc: Exception) -> None:
         """Record a failure of the current provider; raise unless the next one may take over."""
+        name = self._owner.members[self._index].name
+        error = _provider_error("ASR", name, exc)
         self._owner.breaker(self._index).failed()
         session, self._session = self._session, None
         if session is not None:
             await session.cancel()
         if self._produced or not self._replayable or not _passes_over(error):
             raise error
-        name = self._owner.members[self._index].name
         self._errors.append((name, error))
         _log_failover("ASR", name, error)
 
@@ -237,8 +248,8 @@ class _FailoverAsrSession(AsrSession):
             return
         try:
             await self._session.send(pcm)
-        except ProviderError as error:
-            await self._failed(error)
+        except Exception as exc:
+            await self._failed(exc)
             await self.start()
 
     async def finish(self) -> str:
@@ -248,8 +259,8 @@ class _FailoverAsrSession(AsrSession):
             assert self._session is not None
             try:
                 text = await self._session.finish()
-            except ProviderError as error:
-                await self._failed(error)
+            except Exception as exc:
+                await self._failed(exc)
                 continue
             self._owner.breaker(self._index).succeeded()
             if self._errors:
@@ -347,10 +358,11 @@ class FailoverTts(_Chain[TtsProvider], TtsProvider):
                     async for pcm in provider.synthesize(recording.replay(), its_options):
                         produced = True
                         yield converter.convert(pcm)
-                except ProviderError as error:
+                except Exception as exc:
+                    error = _provider_error("TTS", provider.name, exc)
                     breaker.failed()
                     if produced or not _passes_over(error):
-                        raise
+                        raise error
                     errors.append((provider.name, error))
                     _log_failover("TTS", provider.name, error)
                     continue

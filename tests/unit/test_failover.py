@@ -105,8 +105,8 @@ class ScriptedAsr(AsrProvider):
     def __init__(self, name: str, languages: tuple[str, ...]) -> None:
         self.name = name
         self.languages = languages
-        self.open_error: ProviderError | None = None
-        self.finish_error: ProviderError | None = None
+        self.open_error: Exception | None = None
+        self.finish_error: Exception | None = None
         self.partial_then_fail = False
         self.opened = 0
         self.received: list[bytes] = []
@@ -170,6 +170,26 @@ async def test_asr_every_provider_failing_names_each_reason():
     assert "azure: key rejected" in caught.value.message
 
 
+@pytest.mark.parametrize("where", ["open", "finish"])
+async def test_asr_unexpected_exception_fails_over_and_is_logged_with_its_traceback(
+    where: str, caplog: pytest.LogCaptureFixture
+):
+    """Not an internal error for the client: a provider whose SDK raises something nobody
+    mapped counts as failing, like any other provider failure."""
+    first, _, chain = asr_chain()
+    bug = RuntimeError("an SDK exception nobody mapped")
+    if where == "open":
+        first.open_error = bug
+    else:
+        first.finish_error = bug
+    for _ in range(SETTINGS.failures):
+        assert await utterance(chain) == "azure heard 960 bytes"
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == SETTINGS.failures and errors[0].exc_info is not None
+    assert errors[0].getMessage() == "ASR dashscope: unexpected failure"
+    assert chain.breaker(0).state == "open"
+
+
 async def test_asr_bad_request_is_not_passed_on():
     first, second, chain = asr_chain()
     first.open_error = ProviderError(ErrorCode.BAD_REQUEST, "unsupported language")
@@ -207,6 +227,7 @@ class ScriptedTts(TtsProvider):
         self.voices = tuple(Voice(v, ("zh",), f"{v} voice") for v in voices)
         self.byte = byte
         self.fail_after_pieces: int | None = None
+        self.failure: Exception = ProviderError(ErrorCode.PROVIDER_FAILED, "task failed")
         self.requests: list[tuple[list[str], SynthesisOptions]] = []
 
     async def synthesize(
@@ -216,7 +237,7 @@ class ScriptedTts(TtsProvider):
         self.requests.append((pieces, options))
         async for piece in text:
             if self.fail_after_pieces is not None and len(pieces) >= self.fail_after_pieces:
-                raise ProviderError(ErrorCode.PROVIDER_FAILED, "task failed")
+                raise self.failure
             pieces.append(piece)
             yield self.byte * (2 * len(piece))
 
@@ -245,6 +266,29 @@ async def test_tts_failure_before_audio_resends_all_text_to_the_next():
     rest = [chunk async for chunk in audio]
     assert second.requests[0][0] == ["你好。", "今天", "晴天。"]
     assert rest == [b"\x22" * 4, b"\x22" * 6]
+
+
+async def test_tts_unexpected_exception_before_audio_fails_over(caplog: pytest.LogCaptureFixture):
+    first, _, chain = tts_chain()
+    first.fail_after_pieces, first.failure = 0, RuntimeError("an SDK exception nobody mapped")
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    for piece in ["你好。", None]:
+        queue.put_nowait(piece)
+    assert [c async for c in chain.synthesize(streamed(queue), SynthesisOptions())] == [b"\x22" * 6]
+    [error] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert error.getMessage() == "TTS dashscope: unexpected failure" and error.exc_info
+
+
+async def test_tts_unexpected_exception_after_audio_ends_the_request_with_an_internal_error():
+    first, second, chain = tts_chain()
+    first.fail_after_pieces, first.failure = 1, RuntimeError("an SDK exception nobody mapped")
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    for piece in ["one. ", "two. ", None]:
+        queue.put_nowait(piece)
+    with pytest.raises(ProviderError) as caught:
+        async for _ in chain.synthesize(streamed(queue), SynthesisOptions()):
+            pass
+    assert caught.value.code == ErrorCode.INTERNAL and second.requests == []
 
 
 async def test_tts_failure_after_audio_ends_the_request_with_the_error():
