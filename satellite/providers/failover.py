@@ -362,7 +362,9 @@ class FailoverTts(_Chain[TtsProvider], TtsProvider):
                     error = _provider_error("TTS", provider.name, exc)
                     breaker.failed()
                     if produced or not _passes_over(error):
-                        raise error
+                        if error is exc:
+                            raise
+                        raise error from exc
                     errors.append((provider.name, error))
                     _log_failover("TTS", provider.name, error)
                     continue
