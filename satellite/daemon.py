@@ -49,6 +49,9 @@ _RESTART_KEYS = (
 
 
 STATUS_EVERY_S = 2.0  # how often a changed status is sent to systemd
+# Closing a role (its connections, then its providers) after the drain: an SDK that hangs
+# while closing must not keep the daemon from exiting (the unit's TimeoutStopSec is 20 s).
+ROLE_STOP_S = 5.0
 
 
 def _value(config: Config, dotted: str) -> object:
@@ -217,6 +220,17 @@ class _SatelliteRole(_Role):
             await self.satellite.recorder.wait_saved()
 
 
+async def _stop_role(role: _Role) -> None:
+    """Stop a role within ROLE_STOP_S; a failure or a hang is logged, not waited for."""
+    try:
+        async with asyncio.timeout(ROLE_STOP_S):
+            await role.stop()
+    except TimeoutError:
+        _LOGGER.warning("%s: still closing after %g s; exiting anyway", role.name, ROLE_STOP_S)
+    except Exception:
+        _LOGGER.exception("%s: closing failed", role.name)
+
+
 class Daemon:
     """Runs the configured roles until SIGTERM or SIGINT; SIGHUP reloads the config."""
 
@@ -274,9 +288,7 @@ class Daemon:
         finally:
             for task in self._reloads:
                 task.cancel()
-            for role in self._roles:
-                with contextlib.suppress(Exception):
-                    await role.stop()
+            await asyncio.gather(*(_stop_role(role) for role in self._roles))
             if discovery is not None:
                 with contextlib.suppress(Exception):
                     await discovery.close()
