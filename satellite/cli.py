@@ -346,9 +346,7 @@ def entry() -> NoReturn:
     still_running = calls_still_running(EXIT_GRACE_S)
     if not still_running:
         sys.exit(code)
-    logging.getLogger(__name__).info(
-        "exiting without waiting for %d blocked SDK call(s)", still_running
-    )
+    _LOGGER.info("exiting without waiting for %d blocked SDK call(s)", still_running)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
