@@ -620,6 +620,7 @@ satellite:
   uri: tcp://127.0.0.1:{satellite_port}
   name: Soak Satellite
   start_stage: asr
+  wake: {{engine: none}}
   mic: {{backend: command, command: {command}, rate: 16000, width: 2, channels: 1}}
   speaker: {{backend: file, file: "{workdir / "speaker.raw"}"}}
   vad: {{max_speech_s: {MAX_SPEECH_S:g}}}

@@ -108,9 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     meter = _command(
         commands,
         "mic-test",
-        "show a live level and VAD meter from the configured microphone",
-        "Show the configured microphone's level (dBFS) and whether the VAD hears a voice, "
-        "every 100 ms, to tune satellite.vad.aggressiveness.",
+        "show the microphone's level, VAD and wake-word probabilities, live",
+        "Show, every 100 ms, what the satellite hears: the microphone's level (dBFS, after "
+        "noise suppression and auto gain), whether the VAD hears a voice, and each wake "
+        "model's probability (- while the VAD hears none), to tune satellite.vad and "
+        "satellite.wake.threshold.",
     )
     _config_argument(meter)
     meter.add_argument(
@@ -122,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=range(4),
         default=None,
         help="try a VAD aggressiveness other than satellite.vad.aggressiveness",
+    )
+    meter.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="try a wake-word threshold (0-1) other than satellite.wake.threshold",
     )
 
     say = _command(
@@ -197,9 +205,16 @@ def _check_config(args: argparse.Namespace) -> int:
     if config.satellite.enabled:
         satellite = config.satellite
         speaker = satellite.speaker.backend if satellite.speaker else "none"
+        wake = satellite.wake
+        if wake.engine == "none":
+            listens = f"no wake word on the device (start stage {satellite.start_stage})"
+        elif wake.engine == "remote":
+            listens = f"wake word from {wake.uri} ({', '.join(wake.models) or 'any model'})"
+        else:
+            listens = f"wake word {wake.engine}: {', '.join(wake.models)}"
         print(
             f"  satellite {satellite.uri}: mic {satellite.mic.backend}, speaker {speaker}, "
-            f"start stage {satellite.start_stage}"
+            f"{listens}"
         )
     for warning in config_warnings(loaded):
         print(f"  warning: {warning}")
@@ -208,6 +223,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .daemon import Daemon
+    from .wake.engine import WakeModelError
 
     loaded = _load_or_report(args.config)
     if loaded is None:
@@ -219,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
         _LOGGER.warning(warning)
     try:
         asyncio.run(Daemon(loaded, args.config).run())
-    except OSError as exc:
+    except (OSError, WakeModelError) as exc:
         _LOGGER.error("cannot start: %s", exc)
         return EXIT_UNUSABLE
     return EXIT_OK
@@ -250,18 +266,33 @@ def _devices(_: argparse.Namespace) -> int:
 
 def _mic_test(args: argparse.Namespace) -> int:
     from .audio.meter import run_meter
+    from .wake.engine import WakeModelError
 
     loaded = _load_or_report(args.config)
     if loaded is None:
         return EXIT_UNUSABLE
     logs.setup("warning")
     satellite = loaded.config.satellite
-    vad = satellite.vad
+    vad, wake = satellite.vad, satellite.wake
     if args.aggressiveness is not None:
         vad = vad.model_copy(update={"aggressiveness": args.aggressiveness})
-    print(f"mic: {satellite.mic.backend}; VAD aggressiveness {vad.aggressiveness}; Ctrl-C stops")
+    if args.threshold is not None:
+        if not 0 < args.threshold < 1:
+            print("--threshold: expected a probability between 0 and 1", file=sys.stderr)
+            return EXIT_UNUSABLE
+        wake = wake.model_copy(update={"threshold": args.threshold})
+    satellite = satellite.model_copy(update={"vad": vad, "wake": wake})
+    threshold = "each model's own" if wake.threshold is None else f"{wake.threshold:g}"
+    print(
+        f"mic: {satellite.mic.backend}; VAD aggressiveness {vad.aggressiveness}; "
+        f"wake word: {wake.engine}, {', '.join(wake.models)}, threshold {threshold}; "
+        "Ctrl-C stops"
+    )
     try:
-        asyncio.run(run_meter(satellite.mic, vad, args.seconds))
+        asyncio.run(run_meter(satellite, args.seconds))
+    except WakeModelError as exc:
+        print(f"cannot load the wake word: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
     except KeyboardInterrupt:
         print()
     return EXIT_OK

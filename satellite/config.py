@@ -303,6 +303,10 @@ class MicConfig(Model):
     channels: Annotated[int, Field(ge=1, le=32)] = 1
     channel: Annotated[int, Field(ge=0)] | None = None  # use only this channel; None: mix
     volume: Volume = 1.0  # multiplier, clipped
+    # WebRTC clean-up on 10 ms frames, before the VAD and the wake word (0: off).
+    noise_suppression: Annotated[int, Field(ge=0, le=4)] = 0  # 1 light .. 4 strongest
+    # Target level in dB below full scale; webrtc-noise-gain 1.3 treats any 1-31 alike (on).
+    auto_gain: Annotated[int, Field(ge=0, le=31)] = 0
 
     @model_validator(mode="after")
     def _backend_needs(self) -> MicConfig:
@@ -351,7 +355,47 @@ class SoundsConfig(Model):
 
     awake: Path | None = None  # when a pipeline run opens (or HA detects the wake word)
     done: Path | None = None  # when HA has the transcript
-    timer_finished: Path | None = None
+    timer_finished: Path | None = None  # repeated while a finished timer rings
+    announce: Path | None = None  # before an announcement (HA's audio outside a run)
+
+
+WakeEngineName = Literal["micro", "openwakeword", "remote", "none"]
+
+
+class WakeConfig(Model):
+    """The wake word heard on the device; nothing reaches HA before it (engine none: the
+    VAD alone opens runs, and ``start_stage`` says whether HA's engine listens first)."""
+
+    engine: WakeEngineName = "micro"
+    models: tuple[str, ...] = ("okay_nabu",)  # bundled names or paths to model files
+    threshold: Annotated[float, Field(gt=0, lt=1)] | None = None  # None: each model's own
+    refractory_s: Annotated[float, Field(ge=0, le=60)] = 2.0  # one detection per this long
+    uri: str = "tcp://127.0.0.1:10400"  # engine remote: the Wyoming wake service
+    # Only audio the VAD lets through reaches the model, with this much audio before it.
+    vad_gated: bool = True
+    preroll_ms: Annotated[int, Field(ge=0, le=3000)] = 1000
+    command_wait_s: Annotated[float, Field(gt=0, le=60)] = 5.0  # for the command to begin
+
+    @field_validator("uri")
+    @classmethod
+    def _client_uri(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme != "tcp" or not parsed.hostname or parsed.port is None:
+            raise ValueError("expected tcp://HOST:PORT of a Wyoming wake service")
+        return value
+
+    @model_validator(mode="after")
+    def _models_exist(self) -> WakeConfig:
+        from .wake.catalogue import model_problem
+
+        if self.engine in ("micro", "openwakeword"):
+            if not self.models:
+                raise ValueError(f"engine {self.engine!r} needs at least one model")
+            for index, model in enumerate(self.models):
+                problem = model_problem(self.engine, model)
+                if problem:
+                    raise ValueError(f"models.{index}: {problem}")
+        return self
 
 
 class SatelliteConfig(Model):
@@ -364,6 +408,8 @@ class SatelliteConfig(Model):
     speaker: SpeakerConfig | None = SpeakerConfig()  # null: no speaker (pipeline ends at handle)
     vad: VadConfig = VadConfig()
     sounds: SoundsConfig = SoundsConfig()
+    wake: WakeConfig = WakeConfig()
+    timer_ring_s: Annotated[float, Field(gt=0, le=3600)] = 300.0  # a finished timer rings
     mute_tail_ms: Annotated[int, Field(ge=0, le=5000)] = 300  # mic stays gated after playback
     # Commands run on HA events, by event type: {"transcript": "logger -t satellite heard"}.
     # The event's data is passed as JSON on stdin.

@@ -12,7 +12,19 @@ from .config import LoadedConfig
 
 def config_warnings(loaded: LoadedConfig) -> list[str]:
     """One line per problem; never a key's value."""
-    return _missing_secrets(loaded) + _exposed_secrets(loaded)
+    return _missing_secrets(loaded) + _exposed_secrets(loaded) + _satellite_hearing(loaded)
+
+
+def _satellite_hearing(loaded: LoadedConfig) -> list[str]:
+    """Settings that make the satellite hear what is not speech."""
+    satellite = loaded.config.satellite
+    mic = satellite.mic
+    if satellite.enabled and mic.auto_gain and not mic.noise_suppression:
+        return [
+            "satellite.mic.auto_gain without noise_suppression raises room noise until the VAD "
+            "takes it for speech: set satellite.mic.noise_suppression (2 is a good start)"
+        ]
+    return []
 
 
 def _missing_secrets(loaded: LoadedConfig) -> list[str]:

@@ -190,12 +190,16 @@ class _SatelliteRole(_Role):
         recorder = Recorder(loaded.config.recordings)
         self.satellite = Satellite(config, self.name, Mic(config.mic), speaker, recorder)
         await self._serve(config.uri, loaded.config.limits, self.satellite.handler)
+        wake = self.satellite.front.wake
         _LOGGER.info(
-            "satellite %r listening on %s: mic %s, speaker %s",
+            "satellite %r listening on %s: mic %s, speaker %s, wake word %s",
             self.name,
             config.uri,
             self.satellite.mic.description,
             speaker.description if speaker is not None else "none",
+            f"{wake.engine.program} ({', '.join(m.name for m in wake.engine.models)})"
+            if wake is not None
+            else "none (the VAD opens runs)",
         )
         self._mic_loop = asyncio.create_task(self.satellite.run_mic(), name="mic")
 

@@ -16,6 +16,9 @@ import pytest
 
 from tests.e2e.daemon import TEST_KEYS
 
+# ``running``: a satellite served to a test client that plays HA.
+pytest_plugins = ["tests.unit.satellite_harness"]
+
 # The keys of the e2e daemon and of the provider tests (right and deliberately wrong ones).
 SECRETS = (*TEST_KEYS.values(), "wrong-secret-key", "wrong-secret")
 

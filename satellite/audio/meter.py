@@ -1,4 +1,5 @@
-"""``mic-test``: a live level and VAD meter for tuning the satellite's microphone."""
+"""``mic-test``: what the satellite hears, live: the level, the VAD and each wake model's
+probability, for tuning the microphone, ``vad.aggressiveness`` and ``wake.threshold``."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import webrtcvad
 
-from ..config import MicConfig, VadConfig
+from ..config import SatelliteConfig
+from ..frontend.build import build_front_end
+from ..frontend.stage import Block
 from .mic import Mic
-from .pcm import SPEECH_FORMAT
 
 BAR_WIDTH = 30
 FLOOR_DBFS = -60.0
@@ -34,28 +35,40 @@ def meter_line(dbfs: float, voiced_frames: int, frames: int) -> str:
     return f"{dbfs:6.1f} dBFS |{bar}| {voice} ({voiced_frames}/{frames} frames voiced)"
 
 
+def wake_column(block: Block, models: list[str]) -> str:
+    """Each model's highest probability in the block ("-": the model did not run, the VAD
+    heard no speech), and DETECTED when one fired."""
+    shown = []
+    for name in models:
+        probability = block.probabilities.get(name)
+        shown.append(f"{name} {'  -  ' if probability is None else f'{probability:.3f}'}")
+    for name in block.detections:
+        shown.append(f"DETECTED {name}")
+    return " | " + "  ".join(shown) if shown else ""
+
+
 async def run_meter(
-    mic_config: MicConfig,
-    vad_config: VadConfig,
+    config: SatelliteConfig,
     seconds: float | None,
     write: Callable[[str], None] = sys.stdout.write,
 ) -> int:
     """Print one meter line per 100 ms of mic audio; returns the number of lines."""
-    vad = webrtcvad.Vad(vad_config.aggressiveness)
-    frame_bytes = SPEECH_FORMAT.rate * vad_config.frame_ms // 1000 * SPEECH_FORMAT.width
-    mic = Mic(mic_config, chunk_ms=100)
+    front = build_front_end(config)
+    models = [model.name for model in front.wake.engine.models] if front.wake else []
+    mic = Mic(config.mic, chunk_ms=100)
     end = None if seconds is None else time.monotonic() + seconds
     ending = "\r" if sys.stdout.isatty() else "\n"
     lines = 0
     try:
         async for chunk in mic.chunks():
-            frames = [chunk[i : i + frame_bytes] for i in range(0, len(chunk), frame_bytes)]
-            voiced = sum(vad.is_speech(f, SPEECH_FORMAT.rate) for f in frames)
-            write(meter_line(level_dbfs(chunk), voiced, len(frames)) + ending)
+            block = await front.chain.process(chunk)
+            line = meter_line(level_dbfs(block.audio), block.voiced_frames, block.frames)
+            write(line + wake_column(block, models) + ending)
             lines += 1
             if end is not None and time.monotonic() >= end:
                 break
     finally:
         await mic.close()
+        await front.chain.close()
     write("\n")
     return lines

@@ -61,6 +61,8 @@ class VadGate:
         self._voiced = 0  # voiced frames in _recent
         self._pending = b""  # the start of an incomplete frame
         self._active = False
+        self.voiced_frames = 0  # of the frames the last ``process`` call classified
+        self.frames = 0
         self._run_bytes = 0  # audio streamed in the current run
         self._unvoiced = 0  # consecutive unvoiced frames in the current run
 
@@ -82,9 +84,11 @@ class VadGate:
         self._pending = data[usable:]
         events: list[GateEvent] = []
         sent = 0  # while active, data before this offset was already emitted
+        self.voiced_frames, self.frames = 0, usable // size
         for offset in range(0, usable, size):
             frame = data[offset : offset + size]
             voiced = self._vad.is_speech(frame, SPEECH_FORMAT.rate)
+            self.voiced_frames += voiced
             if self._active:
                 self._run_bytes += size
                 self._unvoiced = 0 if voiced else self._unvoiced + 1

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
 from tests.audio.alsa import use_file_alsa
 from tests.audio.speech import silence, speech_pcm, write_wav
+from tests.audio.wake_fixtures import in_silence, wake_phrase
 from tests.e2e.daemon import REPO
 
 
@@ -44,3 +46,32 @@ def test_mic_test_shows_level_and_voice(tmp_path):
     assert 20 <= len(meters) <= 30  # one line per 100 ms
     assert "VOICE" not in meters[0] and meters[0].strip().startswith("-60.0")
     assert any("VOICE" in line for line in meters[10:20])  # the speech, about 1 s in
+
+
+def test_mic_test_shows_each_wake_models_probability(tmp_path):
+    mic = tmp_path / "mic.wav"
+    write_wav(mic, in_silence(wake_phrase("okay nabu"), 1.0, 1.5))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f'satellite: {{mic: {{backend: file, file: "{mic}"}}, '
+        "wake: {engine: micro, models: [okay_nabu, alexa]}}\n"
+    )
+    result = run_cli("mic-test", "--config", str(config), "--seconds", "3")
+    assert result.returncode == 0, result.stderr
+    assert "wake word: micro, okay_nabu, alexa" in result.stdout
+    meters = [line for line in result.stdout.splitlines() if "dBFS" in line]
+    silent = meters[0].split("|", 2)[2]
+    assert "okay_nabu   -  " in silent and "alexa   -  " in silent  # no speech: no inference
+    probabilities = [
+        float(m.group(1)) for line in meters for m in [re.search(r"okay_nabu (0\.\d+)", line)] if m
+    ]
+    assert max(probabilities) > 0.85  # the model's own cutoff
+    assert sum("DETECTED okay_nabu" in line for line in meters) == 1
+    assert not any("DETECTED alexa" in line for line in meters)
+
+
+def test_mic_test_refuses_a_threshold_out_of_range(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("satellite: {mic: {backend: file, file: /dev/null}}\n")
+    result = run_cli("mic-test", "--config", str(config), "--threshold", "1.5", "--seconds", "1")
+    assert result.returncode != 0 and "threshold" in result.stderr

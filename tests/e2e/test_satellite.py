@@ -46,6 +46,7 @@ satellite:
   name: Test Satellite
   area: Kitchen
   start_stage: asr
+  wake: {{engine: none}}
   mute_tail_ms: 200
   mic: {mic}
   speaker: {speaker}
@@ -213,5 +214,34 @@ async def test_vanished_mic_recovers(tmp_path: Path):
         assert runs == 2
         await client.disconnect()
         assert "mic" in daemon.logs().lower()
+    finally:
+        assert daemon.stop() == 0, daemon.logs()
+
+
+async def test_the_daemon_hears_its_wake_word_and_streams_the_command(tmp_path: Path):
+    from tests.audio.wake_fixtures import wake_phrase
+
+    wake, command = wake_phrase("okay nabu"), speech_pcm("what time is it", 0.0, 0.0)
+    noise_before = speech_pcm("this is not for home assistant", 0.0, 0.0)
+    mic_pcm = (
+        silence(LEAD_SILENCE_S) + noise_before + silence(1.0) + wake + silence(0.5) + command
+    ) + silence(20)
+    write_wav(tmp_path / "mic.wav", mic_pcm)
+    config = satellite_config(file_mic(tmp_path / "mic.wav"), file_speaker(tmp_path / "spk.raw"))
+    config = config.replace("  wake: {engine: none}\n", "  wake: {engine: micro}\n")
+    daemon = Daemon(tmp_path, config)
+    try:
+        client = await start_ha(daemon)
+        detection = await read(client, 20)
+        assert (detection.type, detection.data["name"]) == ("detection", "okay_nabu")
+        run, audio = await collect_run(client, timeout=5)
+        assert run.data["start_stage"] == "asr"
+        offset = mic_pcm.find(audio)
+        wake_end = len(silence(LEAD_SILENCE_S) + noise_before + silence(1.0) + wake)
+        assert offset >= wake_end - 3200, "audio from before the wake word reached HA"
+        assert offset + len(audio) >= wake_end + len(silence(0.5) + command)
+        await expect_nothing(client, 2.0)
+        await client.disconnect()
+        assert "wake word micro (okay_nabu)" in daemon.logs()
     finally:
         assert daemon.stop() == 0, daemon.logs()

@@ -85,6 +85,7 @@ satellite:
   enabled: true
   uri: tcp://127.0.0.1:{satellite_port}
   start_stage: asr
+  wake: {{engine: none}}
   mic: {{backend: file, file: "{workdir}/mic.wav"}}
   speaker: {{backend: file, file: "{workdir}/speaker.raw"}}
 """
@@ -352,6 +353,9 @@ ALWAYS_TRIED = [
     encode("audio-stop") + encode("played") + encode("run-pipeline", {"start_stage": "asr"}),
     encode("synthesize-start", {}) + encode("synthesize-start", {}) + encode("audio-start", AUDIO),
     b'{"type": "", "data_length": 42}\n',  # takes the describe after it (42 bytes) as data
+    encode("timer-started", {}),  # timers without their fields
+    encode("timer-updated", {"id": "t", "is_active": True, "total_seconds": "soon"}),
+    encode("timer-started", {"id": ["t"], "total_seconds": 1e300}) + encode("timer-finished", {}),
 ]
 
 

@@ -101,6 +101,22 @@ def test_voices_of_the_default_config(tmp_path: Path):
     assert len(result.stdout.splitlines()) > 5
 
 
+def test_check_config_refuses_a_corrupt_wake_model_and_names_the_bundled_ones(tmp_path: Path):
+    model = tmp_path / "my_wake.tflite"
+    model.write_bytes(bytes(range(256)) * 40)  # not a TFLite model: the loader would crash
+    text = f"satellite: {{enabled: true, wake: {{engine: openwakeword, models: [{model}]}}}}\n"
+    config = write_config(tmp_path / "config.yaml", text)
+    result = run_cli("check-config", "--config", config)
+    assert result.returncode == 1
+    assert f"satellite.wake: models.0: model file '{model}' is corrupt" in result.stderr
+    assert "hey_rhasspy" in result.stderr  # what is available instead
+    for engine, name in (("micro", "hey_rhasspy"), ("openwakeword", "okay_nabu")):
+        text = f"satellite: {{wake: {{engine: {engine}, models: [{name}]}}}}\n"
+        config = write_config(tmp_path / "config.yaml", text)
+        result = run_cli("check-config", "--config", config)
+        assert (result.returncode == 0) is (engine == "openwakeword"), result.stderr
+
+
 # --- keys other users can read -------------------------------------------------------
 
 
@@ -160,3 +176,14 @@ def test_check_config_warns_of_a_readable_key_file(tmp_path: Path):
 
     key_file.chmod(0o600)
     assert "warning" not in run_cli("check-config", "--config", config).stdout
+
+
+def test_check_config_warns_of_auto_gain_without_noise_suppression(tmp_path: Path):
+    mic = "{backend: file, file: /dev/null, auto_gain: 31}"
+    config = write_config(tmp_path / "c.yaml", f"satellite: {{enabled: true, mic: {mic}}}\n")
+    result = run_cli("check-config", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "warning: satellite.mic.auto_gain without noise_suppression" in result.stdout
+    fixed = mic.replace("auto_gain: 31", "auto_gain: 31, noise_suppression: 2")
+    config = write_config(tmp_path / "c.yaml", f"satellite: {{enabled: true, mic: {fixed}}}\n")
+    assert "auto_gain" not in run_cli("check-config", "--config", config).stdout

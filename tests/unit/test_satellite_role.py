@@ -4,87 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
-from wyoming.ping import Ping
 from wyoming.satellite import PauseSatellite, RunSatellite
-from wyoming.server import AsyncServer
 
-from satellite.assist.satellite import Satellite
-from satellite.audio.speaker import Speaker
-from satellite.config import SatelliteConfig, SoundsConfig, SpeakerConfig
+from satellite.config import SoundsConfig, SpeakerConfig
 from tests.audio.speech import silence, speech_pcm, write_wav
-from tests.wyoming_client import connect, read
-
-CHUNK = 960  # 30 ms
-
-
-class ScriptedMic:
-    """Delivers exactly the audio a test feeds it, as fast as the satellite reads."""
-
-    description = "scripted mic"
-
-    def __init__(self) -> None:
-        self.audio: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-    def say(self, pcm: bytes) -> None:
-        for start in range(0, len(pcm), CHUNK):
-            self.audio.put_nowait(pcm[start : start + CHUNK])
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.audio.get()) is not None:
-            yield chunk
-
-    async def close(self) -> None:
-        self.audio.put_nowait(None)
-
+from tests.unit.satellite_harness import CHUNK, run_satellite
+from tests.wyoming_client import read
 
 UTTERANCE = silence(0.5) + speech_pcm("turn off the lights") + silence(1.5)
-
-
-async def start_satellite(config: SatelliteConfig) -> tuple[Satellite, ScriptedMic, int]:
-    mic = ScriptedMic()
-    speaker = Speaker(config.speaker) if config.speaker is not None else None
-    satellite = Satellite(config, "Test", mic, speaker)  # type: ignore[arg-type]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = AsyncServer.from_uri(f"tcp://127.0.0.1:{port}")
-    await server.start(satellite.handler)
-    satellite.server = server  # type: ignore[attr-defined]
-    satellite.mic_task = asyncio.ensure_future(satellite.run_mic())  # type: ignore[attr-defined]
-    return satellite, mic, port
-
-
-@pytest.fixture
-async def running():
-    started: list[Satellite] = []
-
-    async def start(**settings) -> tuple[Satellite, ScriptedMic, AsyncTcpClient]:
-        config = SatelliteConfig(enabled=True, start_stage="asr", mute_tail_ms=100, **settings)
-        satellite, mic, port = await start_satellite(config)
-        started.append(satellite)
-        return satellite, mic, await run_satellite(port)
-
-    yield start
-    for satellite in started:
-        await satellite.server.stop()  # type: ignore[attr-defined]
-        await satellite.close()
-
-
-async def run_satellite(port: int) -> AsyncTcpClient:
-    """Connect as HA and start the satellite; returns once it has taken effect."""
-    client = await connect(port)
-    await client.write_event(RunSatellite().event())
-    await client.write_event(Ping(text="ready?").event())
-    assert (await read(client)).type == "pong"
-    return client
 
 
 async def next_run(client: AsyncTcpClient) -> Event:
@@ -104,14 +37,14 @@ async def play(client: AsyncTcpClient, pcm: bytes, stop: bool = True) -> None:
 
 
 async def test_failed_playback_still_sends_played(running):
-    _, _, client = await running(speaker=SpeakerConfig(backend="command", command="exit 1"))
+    _, client = await running(speaker=SpeakerConfig(backend="command", command="exit 1"))
     await play(client, bytes(3200))
     assert (await read(client)).type == "played"
 
 
 async def test_without_a_speaker_runs_end_at_handle_and_audio_is_acknowledged(running):
-    _, mic, client = await running(speaker=None)
-    mic.say(UTTERANCE)
+    served, client = await running(speaker=None)
+    served.mic.say(UTTERANCE)
     run = await read(client)
     assert run.data["end_stage"] == "handle"
     await play(client, bytes(3200))
@@ -124,7 +57,7 @@ async def test_timer_sound_and_event_hook(running, tmp_path: Path):
     write_wav(tmp_path / "timer.wav", sound)
     sink = tmp_path / "speaker.raw"
     hook_out = tmp_path / "hook.json"
-    _, _, client = await running(
+    _, client = await running(
         speaker=SpeakerConfig(backend="file", file=sink),
         sounds=SoundsConfig(timer_finished=tmp_path / "timer.wav"),
         events={"timer-finished": f"cat > {hook_out}"},
@@ -140,43 +73,42 @@ async def test_timer_sound_and_event_hook(running, tmp_path: Path):
 
 async def test_ha_dropping_mid_answer_neither_hangs_nor_deafens(running, tmp_path: Path):
     sink = tmp_path / "speaker.raw"
-    satellite, mic, client = await running(speaker=SpeakerConfig(backend="file", file=sink))
+    served, client = await running(speaker=SpeakerConfig(backend="file", file=sink))
     await play(client, bytes(6400), stop=False)  # no audio-stop: HA went away
     await client.disconnect()
     for _ in range(100):  # what arrived is played, then the mic listens again
-        if sink.exists() and sink.stat().st_size == 6400 and not satellite._mic_gated():
+        if sink.exists() and sink.stat().st_size == 6400 and not served.satellite.playback.deaf:
             break
         await asyncio.sleep(0.05)
     assert sink.read_bytes() == bytes(6400)
 
-    port = satellite.server._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    client = await run_satellite(port)
-    mic.say(UTTERANCE)
+    client = await run_satellite(served.port)
+    served.mic.say(UTTERANCE)
     await next_run(client)
 
 
 async def test_paused_satellite_opens_no_run_until_run_satellite(running):
-    _, mic, client = await running(speaker=None)
+    served, client = await running(speaker=None)
     await client.write_event(PauseSatellite().event())
     await asyncio.sleep(0.1)
-    mic.say(UTTERANCE)
+    served.mic.say(UTTERANCE)
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(client.read_event(), 1.5)
     await client.write_event(RunSatellite().event())
     await asyncio.sleep(0.1)
-    mic.say(UTTERANCE)
+    served.mic.say(UTTERANCE)
     await next_run(client)
 
 
 async def test_after_the_wake_word_ha_decides_when_the_command_ends(running):
-    _, mic, client = await running(speaker=None)
-    mic.say(silence(0.5) + speech_pcm("okay nabu"))
+    served, client = await running(speaker=None)
+    served.mic.say(silence(0.5) + speech_pcm("okay nabu"))
     assert (await read(client)).type == "run-pipeline"
     await client.write_event(Event(type="detection", data={"name": "okay_nabu"}))
     await asyncio.sleep(0.1)
     # A pause longer than the hangover, then the command: all of it still reaches HA.
     pause, command = silence(2.0), speech_pcm("turn off the lights")
-    mic.say(pause + command)
+    served.mic.say(pause + command)
     streamed = 0
     while streamed < len(pause) + len(command) - 2 * CHUNK:
         event = await read(client)
@@ -189,16 +121,16 @@ async def test_after_the_wake_word_ha_decides_when_the_command_ends(running):
 
 
 async def test_status_tells_whether_ha_is_connected_and_counts_runs(running):
-    satellite, mic, client = await running(speaker=None)
-    assert satellite.status() == "HA connected, pipeline runs: 0"
-    mic.say(UTTERANCE)
+    served, client = await running(speaker=None)
+    assert served.satellite.status() == "HA connected, pipeline runs: 0"
+    served.mic.say(UTTERANCE)
     await next_run(client)
-    mic.say(UTTERANCE)
+    served.mic.say(UTTERANCE)
     await next_run(client)
-    assert satellite.status() == "HA connected, pipeline runs: 2"
+    assert served.satellite.status() == "HA connected, pipeline runs: 2"
     await client.disconnect()
     for _ in range(100):
-        if satellite.status().startswith("waiting for HA"):
+        if served.satellite.status().startswith("waiting for HA"):
             break
         await asyncio.sleep(0.02)
-    assert satellite.status() == "waiting for HA, pipeline runs: 2"
+    assert served.satellite.status() == "waiting for HA, pipeline runs: 2"
