@@ -262,3 +262,25 @@ async def test_a_wake_service_that_is_down_leaves_ha_served_and_timers_ringing(
     await served.mic.heard_all()
     warnings = [r for r in caplog.records if "cannot connect" in r.getMessage()]
     assert 1 <= len(warnings) <= 3, "one warning per attempt (1 s, then 2 s apart), not per chunk"
+
+
+async def test_a_reload_changes_the_wake_word_without_dropping_ha(running):
+    served, client = await running(wake=MICRO)
+    config = served.satellite.config
+    await served.satellite.reconfigure(
+        config.model_copy(update={"wake": WakeConfig(engine="micro", models=("hey_mycroft",))})
+    )
+    await client.write_event(Describe().event())
+    (program,) = Info.from_event(await read(client)).wake
+    assert [m.name for m in program.models] == ["hey_mycroft"]
+    served.mic.say(silence(0.5) + wake_phrase("okay nabu") + silence(1.5))
+    served.mic.say(silence(0.5) + wake_phrase("hey mycroft") + silence(1.5))
+    await served.mic.heard_all()
+    events = await pong(client, "which?")
+    assert [e.data["name"] for e in events if e.type == "detection"] == ["hey_mycroft"]
+
+    await served.satellite.reconfigure(
+        config.model_copy(update={"wake": WakeConfig(engine="none")})
+    )
+    await client.write_event(Describe().event())
+    assert Info.from_event(await read(client)).wake == []
