@@ -38,6 +38,7 @@ import re
 import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -663,6 +664,21 @@ def report(
     )
 
 
+def device_floor(seconds: float, workdir: Path) -> float:
+    """CPU seconds per minute that PyAudio reading the file-backed ALSA device costs alone."""
+    with pytest.MonkeyPatch.context() as env:
+        use_file_alsa(workdir, env, silence(seconds + 5))
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.device_floor", str(seconds)],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=True,
+            cwd=Path(__file__).parent.parent,
+        )
+    return float(child.stdout.split()[-1])
+
+
 def names(text: str, known: tuple[str, ...], what: str) -> list[str]:
     chosen = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in known]
@@ -722,7 +738,16 @@ async def main() -> None:
                     if args.logs is not None and (workdir / "daemon.log").exists():
                         args.logs.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(workdir / "daemon.log", args.logs / f"{name}.log")
+        floor = None
+        if args.mic == "pyaudio" and any(not scenario.command_mic for scenario in scenarios):
+            (Path(tmp) / "floor").mkdir()
+            floor = device_floor(seconds, Path(tmp) / "floor")
     report(engines, scenarios, results, seconds, args.mic)
+    if floor is not None:
+        print(
+            f"  (the PyAudio mic's floor: the file-backed ALSA device read in 100 ms blocks by"
+            f" PyAudio alone, without the daemon: {floor:.3f} CPU-s per audio minute)"
+        )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """The satellite's states and the one table of what moves it from one to another.
 
 ```
- PAUSED --started--> IDLE --wake--> STREAMING --audio ended--> AWAITING_ANSWER
-                      ^  ^                                      |   |
-                      |  +------------- answer over ------------+   | sound started
-                      |  +--- played --- PLAYING <-------------------+
- any --timer finished--> RINGING --wake word / ring over--> IDLE (PAUSED without HA)
- any --stopped (HA paused or gone)--> PAUSED (a ringing timer rings on)
+ PAUSED                        --started-->          IDLE
+ IDLE, AWAITING_ANSWER         --wake-->             STREAMING (a new command replaces the last)
+ STREAMING                     --audio ended-->      AWAITING_ANSWER
+ IDLE, STREAMING, AWAITING_... --sound started-->    PLAYING (an answer, or an announcement)
+ PLAYING                       --played-->           IDLE
+ AWAITING_ANSWER               --answer over-->      IDLE
+ any                           --timer finished-->   RINGING
+ RINGING                       --wake, ring over-->  IDLE (then PAUSED if HA has gone)
+ any but RINGING               --stopped-->          PAUSED (a ringing timer rings on)
 ```
 The satellite acts on entering and leaving states (``Satellite._enter`` / ``_leave``): it
 opens the run on entering STREAMING, sends ``audio-stop`` on leaving it, rings on entering

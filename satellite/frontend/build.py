@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from ..config import SatelliteConfig
 from ..wake.engine import build_engine
-from .cleanup import CleanupStage
 from .stage import FrontEnd, Stage
 from .vad import VadStage
 from .wake import WakeStage
@@ -22,9 +21,12 @@ class SatelliteFrontEnd:
 
 
 def build_front_end(config: SatelliteConfig) -> SatelliteFrontEnd:
-    """Raises WakeModelError when a wake model cannot be loaded."""
+    """Raises WakeModelError when a wake model cannot be loaded. Only the libraries of the
+    stages in use are loaded."""
     stages: list[Stage] = []
     if config.mic.noise_suppression or config.mic.auto_gain:
+        from .cleanup import CleanupStage
+
         stages.append(CleanupStage(config.mic.noise_suppression, config.mic.auto_gain))
     vad = VadStage(config.vad)
     stages.append(vad)
