@@ -51,7 +51,7 @@ _ATTRIBUTION = Attribution(name="voice-satellite", url="https://github.com/voice
 # A run whose mic delivers nothing for this long ends (chunks come every 100 ms), so HA is
 # not left listening to a microphone that went away mid-command.
 MIC_GAP_S = 2.0
-_TIMER_EVENTS = {"timer-started", "timer-updated", "timer-cancelled", "timer-finished"}
+_TIMER_EVENTS = (TimerStarted, TimerUpdated, TimerCancelled, TimerFinished)
 # After the run's audio ended, HA's answer comes within this long or not at all.
 ANSWER_WAIT_S = 30.0
 
@@ -426,6 +426,8 @@ class Satellite:
     async def close(self) -> None:
         self._closed = True
         self.ringer.stop()
+        if self._answer_wait is not None:
+            self._answer_wait.cancel()
         for task in self._background:
             task.cancel()
         await self.mic.close()
@@ -456,7 +458,7 @@ class Satellite:
                 run.ha_listens = True
             if Detection.is_type(event.type):
                 self.playback.play_file(self.config.sounds.awake, deafen=False)
-        elif event.type in _TIMER_EVENTS:
+        elif any(timer_event.is_type(event.type) for timer_event in _TIMER_EVENTS):
             await self._on_timer(event)
         else:
             _LOGGER.info("HA: %s %s", event.type, event.data)

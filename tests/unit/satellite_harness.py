@@ -55,11 +55,13 @@ class ScriptedMic:
 class Running:
     """A satellite served on a free port; ``stop()`` ends what it started."""
 
-    def __init__(self, satellite: Satellite, mic: ScriptedMic, server: AsyncServer) -> None:
+    def __init__(
+        self, satellite: Satellite, mic: ScriptedMic, server: AsyncServer, port: int
+    ) -> None:
         self.satellite = satellite
         self.mic = mic
         self.server = server
-        self.port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = port
         self.mic_task = asyncio.ensure_future(satellite.run_mic())
 
     async def stop(self) -> None:
@@ -78,7 +80,7 @@ async def start_satellite(config: SatelliteConfig, paced: bool = False) -> Runni
         port = probe.getsockname()[1]
     server = AsyncServer.from_uri(f"tcp://127.0.0.1:{port}")
     await server.start(satellite.handler)
-    return Running(satellite, mic, server)
+    return Running(satellite, mic, server, port)
 
 
 async def run_satellite(port: int) -> AsyncTcpClient:
