@@ -18,84 +18,38 @@ from dataclasses import dataclass
 from typing import Any
 
 from wyoming.asr import Transcript
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.audio import AudioChunk, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event
-from wyoming.info import Attribution, Describe, Info, WakeModel, WakeProgram
-from wyoming.info import Satellite as SatelliteInfo
-from wyoming.ping import Ping, Pong
 from wyoming.pipeline import PipelineStage, RunPipeline
-from wyoming.satellite import PauseSatellite, RunSatellite
 from wyoming.snd import Played
 from wyoming.timer import TimerCancelled, TimerFinished, TimerStarted, TimerUpdated
 from wyoming.vad import VoiceStarted, VoiceStopped
 from wyoming.wake import Detection
 
-from .. import __version__
 from ..audio.pcm import SPEECH_FORMAT, AudioFormat
-from ..buffers import BoundedQueue, BufferFull
+from ..buffers import BoundedQueue
 from ..config import SatelliteConfig
-from ..frontend.build import SatelliteFrontEnd, build_front_end
+from ..frontend.build import build_front_end
 from ..frontend.stage import Block
 from ..recording import Recorder, Recording
 from ..wake.engine import WakeModelError
-from ..wyoming_handler import BadRequest, GuardedHandler, audio_format_of
+from ..wyoming_handler import BadRequest
 from .devices import MicSource, SpeakerSink
+from .handler import SatelliteHandler
 from .hooks import run_hook
+from .info import satellite_info
 from .playback import Playback, Sound
 from .state import State, StateMachine, Trigger
 from .timers import Ringer, Timers
 
 _LOGGER = logging.getLogger(__name__)
-_ATTRIBUTION = Attribution(name="voice-satellite", url="https://github.com/voice-satellite")
 # A run whose mic delivers nothing for this long ends (chunks come every 100 ms), so HA is
 # not left listening to a microphone that went away mid-command.
 MIC_GAP_S = 2.0
 _TIMER_EVENTS = (TimerStarted, TimerUpdated, TimerCancelled, TimerFinished)
 # After the run's audio ended, HA's answer comes within this long or not at all.
 ANSWER_WAIT_S = 30.0
-
-
-def satellite_info(config: SatelliteConfig, name: str, front: SatelliteFrontEnd) -> Info:
-    """The satellite, and its active wake models with their phrases (HA lets only one
-    satellite answer when several hear the same phrase)."""
-    wake = []
-    if front.wake is not None:
-        engine = front.wake.engine
-        models = [
-            WakeModel(
-                name=model.name,
-                description=model.phrase,
-                phrase=model.phrase,
-                languages=list(model.languages),
-                attribution=_ATTRIBUTION,
-                installed=True,
-                version=None,
-            )
-            for model in engine.models
-        ]
-        wake.append(
-            WakeProgram(
-                name=engine.program,
-                description=f"{engine.program} wake word on the device",
-                attribution=_ATTRIBUTION,
-                installed=True,
-                version=__version__,
-                models=models,
-            )
-        )
-    return Info(
-        satellite=SatelliteInfo(
-            name=name,
-            description=f"voice-satellite {name}",
-            attribution=_ATTRIBUTION,
-            installed=True,
-            version=__version__,
-            area=config.area,
-            has_vad=True,
-        ),
-        wake=wake,
-    )
 
 
 @dataclass
@@ -497,83 +451,3 @@ class Satellite:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-class SatelliteHandler(GuardedHandler):
-    """One HA connection to the satellite."""
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        satellite: Satellite,
-    ) -> None:
-        super().__init__(reader, writer)
-        self.satellite = satellite
-        self.running = False  # run-satellite received, not paused
-        self._attached = False
-        self._sound: Sound | None = None
-        self._write_lock = asyncio.Lock()
-
-    async def send(self, event: Event) -> None:
-        """Write to HA; a broken connection only ends this connection."""
-        try:
-            async with self._write_lock:
-                await self.write_event(event)
-        except ConnectionError as exc:
-            _LOGGER.info("cannot reach HA (%s): %s", self.peer, exc)
-            self.running = False
-
-    async def dispatch(self, event: Event) -> None:
-        if Describe.is_type(event.type):
-            await self.send(self.satellite.info)
-        elif Ping.is_type(event.type):
-            await self.send(Pong(text=Ping.from_event(event).text).event())
-        elif RunSatellite.is_type(event.type):
-            # Only the connection that runs the satellite takes it over: HA also opens
-            # short connections just to read its info.
-            if not self._attached:
-                self._attached = True
-                await self.satellite.attach(self)
-            if not self.running:
-                _LOGGER.info("HA (%s) started the satellite", self.peer)
-            self.running = True
-            await self.satellite.started()
-        elif PauseSatellite.is_type(event.type):
-            _LOGGER.info("HA (%s) paused the satellite", self.peer)
-            self.running = False
-            await self.satellite.stopped(self, "paused")
-        elif AudioStart.is_type(event.type):
-            self._end_sound()
-            fmt = AudioFormat(*audio_format_of(event.data))
-            self._sound = self.satellite.start_sound(self, fmt)
-        elif AudioChunk.is_type(event.type):
-            if self._sound is None:  # audio without audio-start: take its format
-                fmt = AudioFormat(*audio_format_of(event.data))
-                self._sound = self.satellite.start_sound(self, fmt)
-            if event.payload:
-                self._queue_sound(self._sound, event.payload)
-        elif AudioStop.is_type(event.type):
-            self._end_sound()
-        else:
-            await self.satellite.on_ha_event(self, event)
-
-    def _queue_sound(self, sound: Sound, pcm: bytes) -> None:
-        try:
-            sound.audio.put(pcm)
-        except BufferFull as exc:  # HA sends faster than the speaker plays, without bound
-            _LOGGER.warning(
-                "audio from HA (%s): %s for the speaker; the rest of this sound is dropped",
-                self.peer,
-                exc,
-            )
-
-    def _end_sound(self) -> None:
-        if self._sound is not None:
-            self._sound.audio.end()
-            self._sound = None
-
-    async def disconnect(self) -> None:
-        self.running = False
-        self._end_sound()  # what arrived still plays; ``played`` is not sent to a closed socket
-        await self.satellite.detach(self)
