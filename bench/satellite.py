@@ -10,7 +10,7 @@ Engines (columns): ``none`` (the VAD alone opens runs, start_stage asr), ``micro
 - ``silence``: the mic hears silence.
 - ``speech``: continuous speech without the wake word (``continuous_speech``): the runs and
   audio that reach HA without a wake word.
-- ``commands``: "okay nabu" (voices en-us, en-gb, en-gb+m3 in turn), 0.5 s, a command, 3 s of
+- ``commands``: "okay nabu" (voices en-us, en-gb, en-gb-x-rp in turn), 0.5 s, a command, 3 s of
   silence, over and over. The mic is a command (``bench/paced_mic.py``) writing the PCM in
   real time, in 100 ms pieces as a sound card delivers it and cut at each wake word's end,
   and logging the wall-clock time at which it wrote the end of each wake word;
@@ -73,7 +73,7 @@ MIC_PIECE_MS = 100  # the command mic writes this much at a time, as a sound car
 PACED_MIC = Path(__file__).with_name("paced_mic.py")
 WAKE_MODEL = "okay_nabu"
 WAKE_TEXT = "okay nabu"
-WAKE_VOICES = ("en-us", "en-gb", "en-gb+m3")
+WAKE_VOICES = ("en-us", "en-gb", "en-gb-x-rp")
 COMMANDS = (
     "turn on the kitchen light",
     "what time is it",
