@@ -46,6 +46,17 @@ async def feed_until(
     return results
 
 
+async def connected_engine(
+    service: FakeWakeService, engines: list[RemoteEngine], caplog: pytest.LogCaptureFixture
+) -> RemoteEngine:
+    """An engine streaming to ``service``, logging at INFO; closed by the ``engines`` fixture."""
+    caplog.set_level(logging.INFO, LOGGER)
+    engine = make_engine(service.port)
+    engines.append(engine)
+    await feed_until(engine, lambda: engine.connected)
+    return engine
+
+
 async def detect_once(engine: RemoteEngine) -> list[str]:
     """Sends one chunk holding the marker, then silence until the engine reports something."""
     detected: list[str] = []
@@ -232,10 +243,7 @@ async def test_one_warning_per_failed_attempt_counted_at_the_service(
 async def test_the_engine_reconnects_when_the_service_comes_back(
     service: FakeWakeService, engines: list[RemoteEngine], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, LOGGER)
-    engine = make_engine(service.port)
-    engines.append(engine)
-    await feed_until(engine, lambda: engine.connected)
+    engine = await connected_engine(service, engines, caplog)
     assert await detect_once(engine) == ["okay_nabu"]
 
     await service.stop()
@@ -255,10 +263,7 @@ async def test_the_engine_reconnects_when_the_service_comes_back(
 async def test_a_stalled_service_counts_as_a_broken_connection(
     service: FakeWakeService, engines: list[RemoteEngine], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, LOGGER)
-    engine = make_engine(service.port)
-    engines.append(engine)
-    await feed_until(engine, lambda: engine.connected)
+    engine = await connected_engine(service, engines, caplog)
     service.stall = True
     big = bytes(64000)  # 2 s a piece: fills the socket buffers soon
     await feed_until(engine, lambda: bool(warnings(caplog)), pcm=big)
