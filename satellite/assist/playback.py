@@ -63,16 +63,22 @@ class Playback:
         return self.queue(play())
 
     def play_file(self, path: Path | None, deafen: bool = True) -> asyncio.Future[None]:
-        """Queue a WAV file (nothing without a file or a speaker)."""
-        if path is None or self.speaker is None:
+        """Queue a WAV file (nothing without a file)."""
+        if path is None:
             return self.queue(_nothing())
-        return self.queue(self._play(self.speaker.play_file(path), deafen))
+        return self._play_on_speaker(lambda speaker: speaker.play_file(path), deafen)
 
     def play_pcm(self, fmt: AudioFormat, pcm: bytes, deafen: bool = True) -> asyncio.Future[None]:
         """Queue a sound held in memory."""
+        return self._play_on_speaker(lambda speaker: speaker.play(fmt, _single(pcm)), deafen)
+
+    def _play_on_speaker(
+        self, playing: Callable[[SpeakerSink], Awaitable[None]], deafen: bool
+    ) -> asyncio.Future[None]:
+        """Queue a sound of the satellite's own (nothing without a speaker)."""
         if self.speaker is None:
             return self.queue(_nothing())
-        return self.queue(self._play(self.speaker.play(fmt, _single(pcm)), deafen))
+        return self.queue(self._play(playing(self.speaker), deafen))
 
     def queue(self, work: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
         """Run ``work`` after what is already queued; cancel the result to skip or stop it."""

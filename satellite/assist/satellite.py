@@ -47,7 +47,6 @@ _LOGGER = logging.getLogger(__name__)
 # A run whose mic delivers nothing for this long ends (chunks come every 100 ms), so HA is
 # not left listening to a microphone that went away mid-command.
 MIC_GAP_S = 2.0
-_TIMER_EVENTS = (TimerStarted, TimerUpdated, TimerCancelled, TimerFinished)
 # After the run's audio ended, HA's answer comes within this long or not at all.
 ANSWER_WAIT_S = 30.0
 
@@ -395,7 +394,6 @@ class Satellite:
         command = self.config.events.get(event.type)
         if command:
             self._in_background(run_hook(command, event))
-        run = self._run
         if Transcript.is_type(event.type) or VoiceStopped.is_type(event.type):
             _LOGGER.info("HA: %s %s", event.type, event.data)
             await self._move(Trigger.AUDIO_ENDED, event.type)
@@ -408,16 +406,15 @@ class Satellite:
             await self._move(Trigger.ANSWER_OVER)
         elif Detection.is_type(event.type) or VoiceStarted.is_type(event.type):
             _LOGGER.info("HA: %s %s", event.type, event.data)  # engine none: HA listens
-            if run is not None and self.front.wake is None:
-                run.ha_listens = True
+            if self._run is not None and self.front.wake is None:
+                self._run.ha_listens = True
             if Detection.is_type(event.type):
                 self.playback.play_file(self.config.sounds.awake, deafen=False)
-        elif any(timer_event.is_type(event.type) for timer_event in _TIMER_EVENTS):
-            await self._on_timer(event)
-        else:
+        elif not await self._on_timer(event):
             _LOGGER.info("HA: %s %s", event.type, event.data)
 
-    async def _on_timer(self, event: Event) -> None:
+    async def _on_timer(self, event: Event) -> bool:
+        """A timer event kept or rung; False for any other event."""
         try:
             if TimerStarted.is_type(event.type):
                 self.timers.started(TimerStarted.from_event(event))
@@ -425,12 +422,15 @@ class Satellite:
                 self.timers.updated(TimerUpdated.from_event(event))
             elif TimerCancelled.is_type(event.type):
                 self.timers.cancelled(str(TimerCancelled.from_event(event).id))
-            else:
+            elif TimerFinished.is_type(event.type):
                 label = self.timers.finished(str(TimerFinished.from_event(event).id))
                 _LOGGER.info("%s finished: ringing", label)
                 await self._move(Trigger.TIMER_FINISHED, "a timer finished")
+            else:
+                return False
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise BadRequest(f"missing or unusable field ({type(exc).__name__}: {exc})") from None
+        return True
 
     def start_sound(self, connection: SatelliteHandler, fmt: AudioFormat) -> Sound:
         """HA began streaming audio to play; ``played`` is sent when it has finished."""

@@ -44,11 +44,14 @@ class Timer:
     def seconds_left(self, now: float) -> float:
         return max(0.0, self.left_s - (now - self.since)) if self.active else self.left_s
 
+    @property
+    def label(self) -> str:
+        return f"{self.name} timer" if self.name else "timer"
+
     def describe(self, now: float) -> str:
-        """ "kitchen timer 5:00, 3:12 left" (", paused" when paused)."""
-        label = f"{self.name} timer" if self.name else "timer"
+        """The timer as people say it: "kitchen timer 5:00, 3:12 left" (", paused")."""
         paused = ", paused" if not self.active else ""
-        return f"{label} {clock(self.total_s)}, {clock(self.seconds_left(now))} left{paused}"
+        return f"{self.label} {clock(self.total_s)}, {clock(self.seconds_left(now))} left{paused}"
 
 
 def _seconds(value: float | str) -> float:
@@ -93,7 +96,7 @@ class Timers:
         timer = self._timers.pop(timer_id, None)
         if timer is None:
             return f"timer {timer_id}"
-        return f"{timer.name} timer" if timer.name else f"timer {clock(timer.total_s)}"
+        return timer.label if timer.name else f"{timer.label} {clock(timer.total_s)}"
 
     def status(self) -> str:
         """The running timers, soonest first ("" when none)."""

@@ -28,6 +28,7 @@ class AudioFormat:
 
 
 SPEECH_FORMAT = AudioFormat(rate=16000, width=2, channels=1)
+SPEECH_BYTES_PER_MS = SPEECH_FORMAT.rate * SPEECH_FORMAT.frame_bytes // 1000
 
 
 def validate_format(fmt: AudioFormat) -> None:

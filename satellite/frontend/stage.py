@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..audio.pcm import SPEECH_BYTES_PER_MS
 from ..audio.vad import GateEvent
 
 
@@ -48,7 +49,7 @@ class FrontEnd:
         self._position_bytes = 0
 
     async def process(self, pcm: bytes) -> Block:
-        block = Block(audio=pcm, position_ms=self._position_bytes // 32)
+        block = Block(audio=pcm, position_ms=self._position_bytes // SPEECH_BYTES_PER_MS)
         self._position_bytes += len(pcm)
         for stage in self.stages:
             await stage.process(block)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from ..audio.pcm import SPEECH_BYTES_PER_MS
 from ..config import WakeConfig
 from ..wake.engine import WakeEngine
 from .stage import Block
@@ -20,7 +21,7 @@ class WakeStage:
         self.engine = engine
         self.listening = True  # off while a run streams: the command is not a wake word
         self._gated = config.vad_gated
-        self._preroll_bytes = config.preroll_ms * 32
+        self._preroll_bytes = config.preroll_ms * SPEECH_BYTES_PER_MS
         self._refractory_ms = config.refractory_s * 1000
         self._held: deque[bytes] = deque()  # recent audio the engine has not heard
         self._held_bytes = 0

@@ -9,8 +9,22 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def _micro_config_problem(path: Path) -> str | None:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        tflite = path.parent / config["model"]
+        micro = config["micro"]
+        float(micro["probability_cutoff"]), int(micro["sliding_window_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"model file {str(path)!r} is not a microWakeWord model config ({exc!r})"
+    if not tflite.is_file():
+        return f"model file {str(path)!r} names {tflite.name!r}, which is not next to it"
+    return None
 
 
 @dataclass(frozen=True)
@@ -21,6 +35,8 @@ class EngineModels:
     suffix: str  # a model file's suffix
     file_hint: str  # what a user's model is, in the user's words
     not_models: frozenset[str] = frozenset()  # files of models/ that are not wake words
+    # Checks a user's file before the engine loads it (a clearer reason than the loader's).
+    file_problem: Callable[[Path], str | None] | None = None
 
 
 ENGINE_MODELS = {
@@ -28,6 +44,7 @@ ENGINE_MODELS = {
         "pymicro_wakeword",
         ".json",
         "a microWakeWord .json file (ESPHome format, next to its .tflite)",
+        file_problem=_micro_config_problem,
     ),
     "openwakeword": EngineModels(
         "pyopen_wakeword",
@@ -72,48 +89,24 @@ def model_problem(engine: str, model: str) -> str | None:
             f"unknown {engine} model {model!r}; bundled models: {available}; "
             f"or give the path of {kind.file_hint}"
         )
-    problem = _file_problem(engine, kind, Path(model).expanduser())
+    problem = _file_problem(engine, Path(model).expanduser())
     return f"{problem}; bundled models: {available}" if problem else None
 
 
-def _file_problem(engine: str, kind: EngineModels, path: Path) -> str | None:
+def _file_problem(engine: str, path: Path) -> str | None:
+    kind = ENGINE_MODELS[engine]
     if path.suffix != kind.suffix:
         return f"{str(path)!r} is not {kind.file_hint}"
     if not path.is_file():
         return f"model file {str(path)!r} does not exist"
-    if engine == "micro":
-        problem = _micro_config_problem(path)
-        if problem:
-            return problem
+    problem = kind.file_problem(path) if kind.file_problem is not None else None
+    if problem:
+        return problem
     from .probe import load_problem
 
     return load_problem(engine, str(path))
 
 
-def _micro_config_problem(path: Path) -> str | None:
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-        tflite = path.parent / config["model"]
-        micro = config["micro"]
-        float(micro["probability_cutoff"]), int(micro["sliding_window_size"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"model file {str(path)!r} is not a microWakeWord model config ({exc!r})"
-    if not tflite.is_file():
-        return f"model file {str(path)!r} names {tflite.name!r}, which is not next to it"
-    return None
-
-
 def phrase_from_name(name: str) -> str:
     """``okay_nabu`` -> ``Okay Nabu``."""
     return " ".join(word.capitalize() for word in name.replace("-", "_").split("_") if word)
-
-
-def phrase_of(engine: str, model: str) -> str:
-    """What a person says: the model's ``wake_word`` (micro), else its name in words."""
-    path = model_file(engine, model)
-    if engine == "micro":
-        try:
-            return str(json.loads(path.read_text(encoding="utf-8"))["wake_word"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    return phrase_from_name(path.stem)

@@ -32,6 +32,13 @@ class WakeResult:
     detected: list[str] = field(default_factory=list)
     probabilities: dict[str, float] = field(default_factory=dict)
 
+    def add(self, model: str, probability: float, threshold: float) -> None:
+        """One of the model's probabilities: kept if the highest, a detection above
+        ``threshold``."""
+        self.probabilities[model] = max(probability, self.probabilities.get(model, 0.0))
+        if probability > threshold and model not in self.detected:
+            self.detected.append(model)
+
 
 class WakeEngine(Protocol):
     program: str  # the engine's name in the satellite's info

@@ -23,8 +23,6 @@ class MicroEngine:
                 detector = MicroWakeWord.from_config(path)
             except Exception as exc:  # the library raises whatever its loader met
                 raise WakeModelError(f"cannot load micro model {model!r}: {exc}") from exc
-            if not detector.interpreter:
-                raise WakeModelError(f"cannot load micro model {model!r}: not a TFLite model")
             cutoff = config.threshold or detector.probability_cutoff
             self._detectors.append((detector, cutoff))
             languages = tuple(detector.trained_languages) or ("en",)
@@ -40,12 +38,8 @@ class MicroEngine:
         for features in self._features.process_streaming(pcm):
             for detector, cutoff in self._detectors:
                 probability = detector.process_streaming_prob(features)
-                if probability is None:
-                    continue
-                name = detector.id
-                result.probabilities[name] = max(probability, result.probabilities.get(name, 0))
-                if probability > cutoff and name not in result.detected:
-                    result.detected.append(name)
+                if probability is not None:
+                    result.add(detector.id, probability, cutoff)
         return result
 
     def reset(self) -> None:

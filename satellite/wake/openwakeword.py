@@ -8,7 +8,7 @@ from pyopen_wakeword import OpenWakeWord, OpenWakeWordFeatures
 
 from ..bridge import run_blocking
 from ..config import WakeConfig
-from .catalogue import model_file, phrase_of
+from .catalogue import model_file, phrase_from_name
 from .engine import WakeModelError, WakeModelInfo, WakeResult
 
 DEFAULT_THRESHOLD = 0.5
@@ -27,12 +27,8 @@ class OpenWakeWordEngine:
                 detector = OpenWakeWord.from_model(model_file("openwakeword", model))
             except Exception as exc:  # the library raises whatever its loader met
                 raise WakeModelError(f"cannot load openwakeword model {model!r}: {exc}") from exc
-            if not detector.interpreter or not detector.input_windows:
-                raise WakeModelError(
-                    f"cannot load openwakeword model {model!r}: not a TFLite model"
-                )
             self._detectors.append(detector)
-            infos.append(WakeModelInfo(detector.id, phrase_of("openwakeword", model)))
+            infos.append(WakeModelInfo(detector.id, phrase_from_name(detector.id)))
         self._models = tuple(infos)
 
     @property
@@ -47,11 +43,7 @@ class OpenWakeWordEngine:
         for embeddings in self._features.process_streaming(pcm):
             for detector in self._detectors:
                 for probability in detector.process_streaming(embeddings):
-                    name = detector.id
-                    best = max(probability, result.probabilities.get(name, 0.0))
-                    result.probabilities[name] = best
-                    if probability > self._threshold and name not in result.detected:
-                        result.detected.append(name)
+                    result.add(detector.id, probability, self._threshold)
         return result
 
     def reset(self) -> None:

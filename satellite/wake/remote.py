@@ -21,14 +21,14 @@ from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.wake import Detect, Detection
 
+from ..audio.pcm import SPEECH_BYTES_PER_MS, SPEECH_FORMAT
 from ..config import WakeConfig
 from .catalogue import phrase_from_name
 from .engine import WakeModelInfo, WakeResult
 
 _LOGGER = logging.getLogger(__name__)
 
-RATE, WIDTH, CHANNELS = 16000, 2, 1
-_BYTES_PER_MS = RATE * WIDTH * CHANNELS // 1000
+_FMT = SPEECH_FORMAT
 
 
 class _Connection(AsyncTcpClient):
@@ -100,11 +100,11 @@ class RemoteEngine:
                 if self._restart:
                     await self._start_stream(client, stop_first=True)
                 chunk = AudioChunk(
-                    rate=RATE,
-                    width=WIDTH,
-                    channels=CHANNELS,
+                    rate=_FMT.rate,
+                    width=_FMT.width,
+                    channels=_FMT.channels,
                     audio=pcm,
-                    timestamp=self._sent_bytes // _BYTES_PER_MS,
+                    timestamp=self._sent_bytes // SPEECH_BYTES_PER_MS,
                 )
                 await self._send(client, chunk.event())
                 self._sent_bytes += len(pcm)
@@ -211,7 +211,8 @@ class RemoteEngine:
         if stop_first:
             await self._send(client, AudioStop().event())
         await self._send(client, Detect(names=list(self._names) or None).event())
-        await self._send(client, AudioStart(rate=RATE, width=WIDTH, channels=CHANNELS).event())
+        start = AudioStart(rate=_FMT.rate, width=_FMT.width, channels=_FMT.channels)
+        await self._send(client, start.event())
         self._sent_bytes = 0
 
     async def _read(self, client: _Connection) -> str:
