@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import queue
 import signal
 import threading
 from collections.abc import Callable
@@ -14,7 +16,6 @@ from typing import Any, TypeVar
 
 import pyaudio
 
-from ..bridge import run_blocking
 from ..config import MicConfig, SpeakerConfig
 from .pcm import AudioFormat, numpy_module
 
@@ -102,10 +103,55 @@ def _device_index(pa: pyaudio.PyAudio, wanted: str | int | None, is_input: bool)
     raise LookupError(f"no {kind} device {wanted!r}; {kind} devices: {names}")
 
 
+_Call = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller stopped waiting
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class _DeviceThread:
+    """A device's own thread, running its blocking calls one after another.
+
+    A mic reads ten blocks a second for as long as the daemon runs: handing each read to the
+    shared thread pool cost more CPU than PortAudio's read itself. A daemon thread, so a call
+    stuck in a driver never holds up the exit.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def submit(self, func: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._calls.put((func, future, loop))
+        return future
+
+    def stop(self) -> None:
+        """End the thread once the calls already submitted have returned."""
+        self._calls.put(None)
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            func, future, loop = call
+            try:
+                outcome: tuple[Any, BaseException | None] = (func(), None)
+            except BaseException as exc:  # raised again in the awaiting task
+                outcome = (None, exc)
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+
+
 class PyAudioDevice:
     """A PyAudio input or output device with at most one open stream.
 
-    Blocking calls run through ``run_blocking``, one at a time. PortAudio must not close a
+    Blocking calls run on the device's own thread, one at a time. PortAudio must not close a
     stream (or terminate) while another thread reads or writes it, so a call whose caller
     stopped waiting (cancelled, timed out) keeps the device busy until it returns.
     ``terminate()`` drops the PyAudio instance: the next ``open()`` creates a new one, which
@@ -119,6 +165,7 @@ class PyAudioDevice:
         self._stream: pyaudio.PyAudio.Stream | None = None
         self._lock = asyncio.Lock()
         self._running: asyncio.Future[Any] | None = None
+        self._thread: _DeviceThread | None = None  # from the first call until terminate()
 
     async def open(self, fmt: AudioFormat, frames_per_buffer: int | None = None) -> None:
         await self._call(self._open, fmt, frames_per_buffer)
@@ -140,6 +187,10 @@ class PyAudioDevice:
         except TimeoutError:
             _LOGGER.warning("audio device stuck in a call: abandoning it")
             self._pa = self._stream = self._running = None
+        finally:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                thread.stop()
 
     async def _call(self, func: Callable[..., T], *args: Any) -> T:
         async with self._lock:
@@ -147,7 +198,9 @@ class PyAudioDevice:
                 await asyncio.wait({self._running}, timeout=_STUCK_SECONDS)
                 if not self._running.done():
                     raise TimeoutError("the audio device is stuck in a previous call")
-            self._running = asyncio.ensure_future(run_blocking(func, *args))
+            if self._thread is None:
+                self._thread = _DeviceThread("mic-device" if self._is_input else "speaker-device")
+            self._running = self._thread.submit(functools.partial(func, *args))
             # Retrieved here too: the caller may have stopped waiting.
             self._running.add_done_callback(lambda done: done.cancelled() or done.exception())
             return await asyncio.shield(self._running)
