@@ -1,11 +1,14 @@
-"""Latency of each provider path, cold and warm, and what failover costs.
+"""Latency and cost of each provider path, cold and warm, and what failover costs.
 
 The daemon process runs against the fake providers, each answering after a fixed delay.
 Prints, per path: TTS request -> client's first audio-chunk, and the provider's first audio
--> client's first audio-chunk; ASR audio-stop -> transcript; each with connections opened on
-demand (cold, warm_connections: 0) and ahead of requests (warm, warm_connections: 1). Then
-the latency a failover list adds when its first provider refuses connections and when it
-times out. Run: .venv/bin/python -m bench.paths [--runs N] [--delay S]
+-> client's first audio-chunk; ASR audio-stop -> transcript, the audio sent in real time;
+each with connections opened on demand (cold, warm_connections: 0) and ahead of requests
+(warm, warm_connections: 1), with the daemon's CPU seconds per request and its peak RSS.
+Under each path, the same requests made with the SDK directly, with its default settings
+(``bench/sdk_direct.py``, in its own process). Then the latency a failover list adds when
+its first provider refuses connections and when it times out.
+Run: .venv/bin/python -m bench.paths [--runs N] [--delay S] [--asr-seconds S]
 """
 
 from __future__ import annotations
@@ -13,16 +16,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wyoming.tts import Synthesize
 
+from bench.proc import cpu_seconds_with_children, status_mb
 from bench.speech_endpoint import percentile
 from satellite.providers.base import Deadlines
 from tests.e2e.daemon import Daemon
@@ -32,8 +39,8 @@ from tests.fakes.dashscope_realtime import FakeDashScopeRealtime
 from tests.wyoming_client import connect, read, read_until, send_utterance
 
 TEXT = "客厅的灯已经打开了。"
-UTTERANCE = bytes(16000)  # 0.5 s of 16 kHz mono s16le
-CHUNK_BYTES = 3200
+CHUNK_BYTES = 3200  # 100 ms of 16 kHz mono s16le
+CHUNK_S = 0.1
 PAUSE_S = 0.05  # between requests: lets a warm pool replenish as it would between commands
 STALL_FIRST_RESULT_S = 1.0
 STALL_TIMEOUTS = Deadlines(connect=3, first_result=STALL_FIRST_RESULT_S, total=20)
@@ -119,6 +126,99 @@ def summary(values: list[float]) -> str:
     return f"p50 {statistics.median(values):7.1f}  p95 {percentile(values, 0.95):7.1f} ms"
 
 
+def cost(cpu_per_request: float, peak_rss_mb: float) -> str:
+    return f"CPU {cpu_per_request:6.3f} s/request  peak RSS {peak_rss_mb:5.1f} MB"
+
+
+@dataclass
+class Measured:
+    """What one daemon used while its requests ran."""
+
+    cpu_per_request: float = 0.0
+    peak_rss_mb: float = 0.0
+
+
+@contextlib.contextmanager
+def measured(daemon: Daemon, runs: int) -> Iterator[Measured]:
+    """The daemon's CPU seconds per request over the block, and its peak RSS after it."""
+    result = Measured()
+    pid = daemon.process.pid
+    started = cpu_seconds_with_children(pid)
+    yield result
+    result.cpu_per_request = (cpu_seconds_with_children(pid) - started) / runs
+    result.peak_rss_mb = status_mb(pid, "VmHWM")
+
+
+async def sdk_direct(path: str, url: str, runs: int, asr_seconds: float) -> str:
+    """The row for the same requests made with the SDK directly, with its defaults."""
+    label = "  the SDK directly, its defaults"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.sdk_direct", path, "--url", url,
+        "--runs", str(runs), "--seconds", str(asr_seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    output, _ = await process.communicate()
+    if process.returncode != 0:
+        return f"  {label:42} failed (exit {process.returncode})"
+    figures = json.loads(output.decode().splitlines()[-1])
+    return (
+        f"  {label:42} cold  {summary(figures['latency_ms'])}"
+        f" | {cost(figures['cpu_s'], figures['peak_rss_mb'])}"
+    )
+
+
+@dataclass(frozen=True)
+class ProviderPath:
+    """One provider path: how the daemon is configured for it, and its direct-SDK twin."""
+
+    label: str
+    provider: str
+    direct: str | None  # bench.sdk_direct's name for it; None: no SDK (espeak-ng)
+    url: Callable[[Fakes], str] = lambda fakes: ""
+    models: dict[str, str] = field(default_factory=dict)
+    first_audio_sent: Callable[[Fakes], list[float]] | None = None  # TTS: the fake's stamps
+
+
+TTS_PATHS = [
+    ProviderPath(
+        "CosyVoice (cosyvoice-v2)",
+        "dashscope",
+        "cosyvoice",
+        lambda f: f.dashscope.url,
+        first_audio_sent=lambda f: f.dashscope.first_audio_sent,
+    ),
+    ProviderPath(
+        "Qwen realtime (qwen3-tts-flash-realtime)",
+        "dashscope",
+        "qwen-tts",
+        lambda f: f.realtime.url,
+        {"tts": "qwen3-tts-flash-realtime"},
+        lambda f: f.realtime.first_audio_sent,
+    ),
+    ProviderPath(
+        "Azure",
+        "azure",
+        "azure-tts",
+        lambda f: f.azure.host,
+        first_audio_sent=lambda f: f.azure.first_audio_sent,
+    ),
+    ProviderPath("espeak-ng (offline)", "espeak", None),
+]
+ASR_PATHS = [
+    ProviderPath(
+        "paraformer (paraformer-realtime-v2)", "dashscope", "paraformer", lambda f: f.dashscope.url
+    ),
+    ProviderPath(
+        "Qwen realtime (qwen3-asr-flash-realtime)",
+        "dashscope",
+        "qwen-asr",
+        lambda f: f.realtime.url,
+        {"asr": "qwen3-asr-flash-realtime"},
+    ),
+    ProviderPath("Azure", "azure", "azure-asr", lambda f: f.azure.host),
+]
+
+
 async def tts_latency(
     port: int, runs: int, first_audio_sent: Callable[[], list[float]] | None
 ) -> tuple[list[float], list[float]]:
@@ -140,13 +240,14 @@ async def tts_latency(
     return to_chunk, after_provider
 
 
-async def asr_latency(port: int, runs: int) -> list[float]:
-    """Milliseconds from audio-stop to transcript."""
+async def asr_latency(port: int, runs: int, seconds: float) -> list[float]:
+    """Milliseconds from audio-stop to transcript; ``seconds`` of audio sent in real time."""
+    utterance = bytes(round(seconds / CHUNK_S) * CHUNK_BYTES)
     results = []
     for _ in range(runs):
         await asyncio.sleep(PAUSE_S)
         client = await connect(port)
-        await send_utterance(client, UTTERANCE, CHUNK_BYTES, language="zh")
+        await send_utterance(client, utterance, CHUNK_BYTES, language="zh", pause_s=CHUNK_S)
         stopped = time.monotonic()  # send_utterance's last write is audio-stop
         event = await read(client)
         assert event.type == "transcript", event.data
@@ -166,54 +267,51 @@ async def daemon_for(workdir: Path, text: str):
         daemon.stop()
 
 
-async def bench_tts(fakes: Fakes, workdir: Path, runs: int) -> None:
-    paths = [
-        ("CosyVoice (cosyvoice-v2)", "dashscope", {}, lambda: fakes.dashscope.first_audio_sent),
-        (
-            "Qwen realtime (qwen3-tts-flash-realtime)",
-            "dashscope",
-            {"tts": "qwen3-tts-flash-realtime"},
-            lambda: fakes.realtime.first_audio_sent,
-        ),
-        ("Azure", "azure", {}, lambda: fakes.azure.first_audio_sent),
-        ("espeak-ng (offline)", "espeak", {}, None),
-    ]
-    print("TTS: request -> first audio-chunk | provider's first audio -> first audio-chunk")
-    for label, provider, models, stamps in paths:
-        for warm in (0, 1):
-            text = config(fakes, "azure", provider, warm, models=models)
+async def bench_tts(fakes: Fakes, workdir: Path, runs: int, asr_seconds: float) -> None:
+    print(
+        "TTS: request -> first audio-chunk | provider's first audio -> first audio-chunk"
+        " | daemon CPU per request, peak RSS"
+    )
+    for path in TTS_PATHS:
+        sent = path.first_audio_sent
+        stamps = None if sent is None else functools.partial(sent, fakes)
+        for warm in (0, 1) if path.direct else (0,):  # espeak-ng: no connection to keep warm
+            text = config(fakes, "azure", path.provider, warm, models=path.models)
             async with daemon_for(workdir, text) as daemon:
-                to_chunk, after = await tts_latency(daemon.port, runs, stamps)
-            state = "warm" if warm else "cold"
-            print(f"  {label:42} {state}  {summary(to_chunk)} | {summary(after)}")
-            if provider == "espeak":
-                break  # no connection to keep warm
+                with measured(daemon, runs) as used:
+                    to_chunk, after = await tts_latency(daemon.port, runs, stamps)
+            print(
+                f"  {path.label:42} {'warm' if warm else 'cold'}  {summary(to_chunk)}"
+                f" | {summary(after)} | {cost(used.cpu_per_request, used.peak_rss_mb)}"
+            )
+        if path.direct:
+            print(await sdk_direct(path.direct, path.url(fakes), runs, asr_seconds))
 
 
-async def bench_asr(fakes: Fakes, workdir: Path, runs: int) -> None:
-    paths = [
-        ("paraformer (paraformer-realtime-v2)", "dashscope", {}),
-        (
-            "Qwen realtime (qwen3-asr-flash-realtime)",
-            "dashscope",
-            {"asr": "qwen3-asr-flash-realtime"},
-        ),
-        ("Azure", "azure", {}),
-    ]
-    print("ASR: audio-stop -> transcript")
-    for label, provider, models in paths:
+async def bench_asr(fakes: Fakes, workdir: Path, runs: int, asr_seconds: float) -> None:
+    print(
+        f"ASR: audio-stop -> transcript ({asr_seconds:g} s of audio in real time)"
+        " | daemon CPU per request, peak RSS"
+    )
+    for path in ASR_PATHS:
         for warm in (0, 1):
-            text = config(fakes, provider, "azure", warm, models=models)
+            text = config(fakes, path.provider, "azure", warm, models=path.models)
             async with daemon_for(workdir, text) as daemon:
-                latency = await asr_latency(daemon.port, runs)
-            print(f"  {label:42} {'warm' if warm else 'cold'}  {summary(latency)}")
+                with measured(daemon, runs) as used:
+                    latency = await asr_latency(daemon.port, runs, asr_seconds)
+            print(
+                f"  {path.label:42} {'warm' if warm else 'cold'}  {summary(latency)}"
+                f" | {cost(used.cpu_per_request, used.peak_rss_mb)}"
+            )
+        assert path.direct is not None
+        print(await sdk_direct(path.direct, path.url(fakes), runs, asr_seconds))
 
 
-async def bench_failover(fakes: Fakes, workdir: Path, runs: int) -> None:
+async def bench_failover(fakes: Fakes, workdir: Path, runs: int, asr_seconds: float) -> None:
     print("Failover [dashscope, azure] vs azure alone (p50 added latency)")
     async with daemon_for(workdir, config(fakes, "azure", "azure", 1)) as daemon:
         base_tts, _ = await tts_latency(daemon.port, runs, None)
-        base_asr = await asr_latency(daemon.port, runs)
+        base_asr = await asr_latency(daemon.port, runs, asr_seconds)
     for fault, failures, label in (
         ("refuse", 100, "primary refuses (breaker kept closed)"),
         ("refuse", 3, "primary refuses (breaker opens after 3)"),
@@ -224,7 +322,7 @@ async def bench_failover(fakes: Fakes, workdir: Path, runs: int) -> None:
         try:
             async with daemon_for(workdir, config(fakes, chain, chain, 1, failures)) as daemon:
                 tts, _ = await tts_latency(daemon.port, runs, None)
-                asr = await asr_latency(daemon.port, runs)
+                asr = await asr_latency(daemon.port, runs, asr_seconds)
         finally:
             fakes.dashscope.fault = None
         added_tts = statistics.median(tts) - statistics.median(base_tts)
@@ -239,13 +337,16 @@ async def main() -> None:
     parser.add_argument(
         "--only", choices=("tts", "asr", "failover"), help="run one section of the benchmark"
     )
+    parser.add_argument(
+        "--asr-seconds", type=float, default=2.0, help="audio per ASR request, sent in real time"
+    )
     args = parser.parse_args()
     with running_fakes(args.delay) as fakes, tempfile.TemporaryDirectory() as tmp:
         print(f"voice-satellite provider paths ({os.cpu_count()} CPUs, fake delay {args.delay} s)")
         sections = {"tts": bench_tts, "asr": bench_asr, "failover": bench_failover}
         for name, section in sections.items():
             if args.only in (None, name):
-                await section(fakes, Path(tmp), args.runs)
+                await section(fakes, Path(tmp), args.runs, args.asr_seconds)
 
 
 if __name__ == "__main__":

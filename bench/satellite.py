@@ -54,6 +54,7 @@ from wyoming.event import Event
 from wyoming.ping import Ping, Pong
 from wyoming.satellite import RunSatellite
 
+from bench.proc import cpu_seconds, status_mb, thread_count
 from bench.speech_endpoint import percentile
 from tests.audio.alsa import use_file_alsa
 from tests.audio.speech import BYTES_PER_SECOND, silence
@@ -232,24 +233,6 @@ def command_mic(source: Path, marks: Path, times: Path) -> dict[str, Any]:
 
 
 PYAUDIO_MIC: dict[str, Any] = {"backend": "pyaudio", "rate": 16000, "width": 2, "channels": 1}
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of the whole process, every thread included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks  # utime, stime
-
-
-def thread_count(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[17])
-
-
-def status_mb(pid: int, key: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def provider_traces(daemon: Daemon) -> list[str]:

@@ -302,8 +302,8 @@ def _provider_command(
     args: argparse.Namespace, work: Callable[[LoadedConfig], Coroutine[Any, Any, T]]
 ) -> tuple[int, T | None]:
     """Run one provider request to completion and map its outcome to an exit code."""
+    from .errors import ProviderError
     from .oneshot import CommandError
-    from .providers.base import ProviderError
 
     loaded = _load_or_report(args.config)
     if loaded is None:

@@ -21,7 +21,7 @@ from wyoming.event import Event
 from wyoming.server import AsyncEventHandler, HandlerFactory
 
 from .config import LimitsConfig
-from .providers.base import ErrorCode
+from .errors import ErrorCode
 from .wyoming_handler import GuardedHandler
 
 _LOGGER = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from wyoming.event import Event, async_read_event
 from wyoming.server import AsyncEventHandler
 
 from .config import LimitsConfig
-from .providers.base import ErrorCode
+from .errors import ErrorCode
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -8,17 +8,9 @@ import azure.cognitiveservices.speech as speechsdk
 
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import AzureConfig
+from ..errors import ErrorCode, ProviderError
 from .azure_common import Cancellation, SdkEvent, speech_config
-from .base import (
-    AsrProvider,
-    AsrSession,
-    CallClock,
-    Credentials,
-    Deadlines,
-    ErrorCode,
-    PartialCallback,
-    ProviderError,
-)
+from .base import AsrProvider, AsrSession, CallClock, Credentials, Deadlines, PartialCallback
 from .text import Hypothesis
 
 _WHAT = "Azure ASR"

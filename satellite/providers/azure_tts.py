@@ -13,17 +13,9 @@ import azure.cognitiveservices.speech as speechsdk
 from ..audio.pcm import AudioFormat
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import AzureConfig, AzureTts
+from ..errors import ErrorCode, ProviderError
 from .azure_common import Cancellation, SdkEvent, speech_config
-from .base import (
-    CallClock,
-    Credentials,
-    Deadlines,
-    ErrorCode,
-    ProviderError,
-    SynthesisOptions,
-    TtsProvider,
-    Voice,
-)
+from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider, Voice
 from .text import SentenceSplitter
 
 _LOGGER = logging.getLogger(__name__)

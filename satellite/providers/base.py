@@ -1,4 +1,4 @@
-"""What every speech provider offers, and how its failures are reported."""
+"""What every speech provider offers."""
 
 from __future__ import annotations
 
@@ -6,34 +6,18 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
-from enum import StrEnum
+from typing import Protocol
 
 from ..audio.pcm import SPEECH_FORMAT, AudioFormat
-from ..config import Timeouts
+from ..errors import ErrorCode, ProviderError
 
 
-class ErrorCode(StrEnum):
-    """Stable codes sent in Wyoming ``error`` events (documented in README)."""
+class PhaseSeconds(Protocol):
+    """A provider's configured timeouts (its ``timeouts`` section)."""
 
-    MISSING_CREDENTIALS = "missing-credentials"  # no key configured (names the variable)
-    AUTH_FAILED = "auth-failed"  # the provider rejected the key (401/403)
-    CONNECT_FAILED = "connect-failed"  # refused, unreachable, or no handshake in time
-    TIMEOUT = "timeout"  # no first result, or not finished, within its deadline
-    PROVIDER_FAILED = "provider-failed"  # the provider reported failure or dropped mid-stream
-    BAD_REQUEST = "bad-request"  # the Wyoming client sent something unusable
-    TOO_LARGE = "too-large"  # an event or a connection's waiting data is over its limit
-    BUSY = "busy"  # the server already has limits.max_connections clients
-    SHUTTING_DOWN = "shutting-down"  # the daemon is stopping; the request was ended
-    INTERNAL = "internal-error"  # a bug on our side; logged with a traceback
-
-
-class ProviderError(Exception):
-    """A provider call failed; ``code`` is what the Wyoming client sees."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    connect: float
+    first_result: float
+    total: float
 
 
 @dataclass(frozen=True)
@@ -45,7 +29,7 @@ class Deadlines:
     total: float = 60.0  # the whole call
 
     @classmethod
-    def from_timeouts(cls, timeouts: Timeouts) -> Deadlines:
+    def from_timeouts(cls, timeouts: PhaseSeconds) -> Deadlines:
         return cls(timeouts.connect, timeouts.first_result, timeouts.total)
 
 

@@ -18,30 +18,16 @@ from dashscope.common.error import InvalidParameter, InvalidTask
 
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import DashScopeConfig
-from .base import (
-    AsrProvider,
-    AsrSession,
-    CallClock,
-    Credentials,
-    Deadlines,
-    PartialCallback,
-    ProviderError,
-)
-from .dashscope_common import Failures, SdkCalls, asr_languages
+from ..errors import ProviderError
+from .base import AsrProvider, AsrSession, CallClock, Credentials, Deadlines, PartialCallback
+from .dashscope_common import Failures, SdkCalls, asr_languages, language_hint
 from .text import Hypothesis
 
 # How long a cancelled session may take to finish gracefully before its socket is cut.
 CANCEL_GRACE_SECONDS = 2.0
 
-_HINTS = {"zh-cn": "zh", "zh-hans": "zh", "zh": "zh", "en-us": "en", "yue": "yue", "zh-hk": "yue"}
 
 Event = tuple[str, Any]  # ("started" | "partial" | "final" | "complete" | "error", value)
-
-
-def language_hint(language: str) -> str:
-    """DashScope's ``language_hints`` entry for a language tag as Home Assistant sends it."""
-    tag = language.strip().replace("_", "-").lower()
-    return _HINTS.get(tag, tag.split("-")[0])
 
 
 class _Callback(RecognitionCallback):

@@ -13,7 +13,8 @@ from typing import Protocol, TypeVar
 import dashscope
 import websocket
 
-from .base import CallClock, ErrorCode, ProviderError, Voice
+from ..errors import ErrorCode, ProviderError
+from .base import CallClock, Voice
 
 T = TypeVar("T")
 
@@ -121,6 +122,15 @@ def shutdown_websocket(app: websocket.WebSocketApp | None) -> None:
     if raw is not None:
         with contextlib.suppress(OSError):
             raw.shutdown(socket.SHUT_RDWR)
+
+
+_HINTS = {"zh-cn": "zh", "zh-hans": "zh", "zh": "zh", "en-us": "en", "yue": "yue", "zh-hk": "yue"}
+
+
+def language_hint(language: str) -> str:
+    """DashScope's ``language_hints`` entry for a language tag as Home Assistant sends it."""
+    tag = language.strip().replace("_", "-").lower()
+    return _HINTS.get(tag, tag.split("-")[0])
 
 
 def asr_languages(default: str | None, configured: tuple[str, ...]) -> tuple[str, ...]:

@@ -16,7 +16,8 @@ from typing import Any
 import websocket
 
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
-from .base import CallClock, Deadlines, ErrorCode, ProviderError
+from ..errors import ErrorCode, ProviderError
+from .base import CallClock, Deadlines
 from .dashscope_common import Failures, shutdown_websocket
 
 _LOGGER = logging.getLogger(__name__)

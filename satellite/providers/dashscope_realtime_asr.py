@@ -16,17 +16,9 @@ from dashscope.audio.qwen_omni import MultiModality, OmniRealtimeConversation
 from dashscope.audio.qwen_omni.omni_realtime import TranscriptionParams
 
 from ..config import DashScopeConfig
-from .base import (
-    AsrProvider,
-    AsrSession,
-    CallClock,
-    Credentials,
-    Deadlines,
-    PartialCallback,
-    ProviderError,
-)
-from .dashscope_asr import language_hint
-from .dashscope_common import Failures, asr_languages
+from ..errors import ProviderError
+from .base import AsrProvider, AsrSession, CallClock, Credentials, Deadlines, PartialCallback
+from .dashscope_common import Failures, asr_languages, language_hint
 from .dashscope_realtime import (
     RealtimeCallback,
     RealtimeConnection,

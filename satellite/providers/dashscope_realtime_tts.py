@@ -20,15 +20,8 @@ from dashscope.audio.qwen_tts_realtime import QwenTtsRealtime
 
 from ..audio.pcm import AudioFormat
 from ..config import DashScopeConfig, DashScopeTts
-from .base import (
-    CallClock,
-    Credentials,
-    Deadlines,
-    ProviderError,
-    SynthesisOptions,
-    TtsProvider,
-    Voice,
-)
+from ..errors import ProviderError
+from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider, Voice
 from .dashscope_common import Failures, api_key_global, stream_audio, voice_list
 from .dashscope_realtime import RealtimeCallback, RealtimeConnection, WarmPool
 from .text import SentenceSplitter

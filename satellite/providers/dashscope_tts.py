@@ -24,15 +24,8 @@ from dashscope.common.error import RequestFailure
 from ..audio.pcm import AudioFormat
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import DashScopeConfig
-from .base import (
-    CallClock,
-    Credentials,
-    Deadlines,
-    ProviderError,
-    SynthesisOptions,
-    TtsProvider,
-    Voice,
-)
+from ..errors import ProviderError
+from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider, Voice
 from .dashscope_common import (
     Failures,
     SdkCalls,

@@ -18,15 +18,8 @@ from typing import TypeVar
 
 from ..audio.pcm import AudioFormat, PcmConverter
 from ..config import EspeakConfig
-from .base import (
-    CallClock,
-    Deadlines,
-    ErrorCode,
-    ProviderError,
-    SynthesisOptions,
-    TtsProvider,
-    Voice,
-)
+from ..errors import ErrorCode, ProviderError
+from .base import CallClock, Deadlines, SynthesisOptions, TtsProvider, Voice
 from .text import SentenceSplitter
 
 _LOGGER = logging.getLogger(__name__)

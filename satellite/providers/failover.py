@@ -17,16 +17,8 @@ from typing import Generic, Literal, TypeVar
 
 from ..audio.pcm import PcmConverter
 from ..config import FailoverConfig
-from .base import (
-    AsrProvider,
-    AsrSession,
-    ErrorCode,
-    PartialCallback,
-    ProviderError,
-    SynthesisOptions,
-    TtsProvider,
-    Voice,
-)
+from ..errors import ErrorCode, ProviderError
+from .base import AsrProvider, AsrSession, PartialCallback, SynthesisOptions, TtsProvider, Voice
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -37,7 +37,8 @@ from wyoming.tts import (
 
 from ..audio.pcm import AudioFormat, PcmConverter
 from ..buffers import BoundedQueue, BufferFull
-from ..providers.base import AsrProvider, ErrorCode, ProviderError, SynthesisOptions, TtsProvider
+from ..errors import ErrorCode, ProviderError
+from ..providers.base import AsrProvider, SynthesisOptions, TtsProvider
 from ..providers.text import one_piece, stable_prefix
 from ..recording import Recorder, Recording
 from ..wyoming_handler import BadRequest, GuardedHandler, audio_format_of

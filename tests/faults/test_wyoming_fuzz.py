@@ -30,7 +30,7 @@ from wyoming.ping import Ping
 from wyoming.satellite import RunSatellite
 from wyoming.tts import Synthesize
 
-from satellite.providers.base import ErrorCode
+from satellite.errors import ErrorCode
 from tests.audio.speech import silence, write_wav
 from tests.e2e.daemon import Daemon, free_port
 from tests.fakes.dashscope import FakeDashScope

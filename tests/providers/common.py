@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from satellite.providers.base import AsrProvider, ProviderError, SynthesisOptions, TtsProvider
+from satellite.errors import ProviderError
+from satellite.providers.base import AsrProvider, SynthesisOptions, TtsProvider
 
 
 async def pieces(*texts: str) -> AsyncIterator[str]:

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 
 from satellite.config import AzureAsr, AzureConfig, AzureTts, Timeouts
+from satellite.errors import ErrorCode, ProviderError
 from satellite.providers.azure_asr import AzureAsrProvider, advertised_languages
 from satellite.providers.azure_common import speech_config
 from satellite.providers.azure_tts import AzureTtsProvider
-from satellite.providers.base import Credentials, ErrorCode, ProviderError, SynthesisOptions
+from satellite.providers.base import Credentials, SynthesisOptions
 from satellite.providers.text import SentenceSplitter, join_phrases
 from tests.fakes.azure import FakeAzure
 from tests.providers.common import failure, fake_process_ready_line, pieces, wait_for

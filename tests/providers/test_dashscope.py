@@ -13,8 +13,9 @@ import pytest
 from dashscope.common.error import InvalidTask
 
 from satellite.config import DashScopeAsr, DashScopeConfig, DashScopeTts, Timeouts
+from satellite.errors import ErrorCode, ProviderError
 from satellite.providers import dashscope_asr
-from satellite.providers.base import Credentials, ErrorCode, ProviderError, SynthesisOptions
+from satellite.providers.base import Credentials, SynthesisOptions
 from satellite.providers.dashscope_asr import (
     DashScopeAsrProvider,
     language_hint,

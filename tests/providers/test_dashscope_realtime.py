@@ -22,9 +22,10 @@ from satellite.config import (
     FailoverConfig,
     Timeouts,
 )
+from satellite.errors import ErrorCode, ProviderError
 from satellite.providers.azure_asr import AzureAsrProvider
 from satellite.providers.azure_tts import AzureTtsProvider
-from satellite.providers.base import Credentials, ErrorCode, ProviderError, SynthesisOptions
+from satellite.providers.base import Credentials, SynthesisOptions
 from satellite.providers.dashscope_realtime_asr import QwenRealtimeAsrProvider
 from satellite.providers.dashscope_realtime_tts import QwenRealtimeTtsProvider
 from satellite.providers.failover import FailoverAsr, FailoverTts

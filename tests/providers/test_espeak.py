@@ -20,7 +20,8 @@ import pytest
 
 from satellite.audio.pcm import AudioFormat
 from satellite.config import EspeakConfig, Timeouts
-from satellite.providers.base import ErrorCode, SynthesisOptions
+from satellite.errors import ErrorCode
+from satellite.providers.base import SynthesisOptions
 from satellite.providers.espeak_tts import EspeakTtsProvider, voice_languages
 from tests.providers.common import failure, pieces, wait_for
 

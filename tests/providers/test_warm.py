@@ -16,9 +16,10 @@ from typing import TypeVar
 import pytest
 
 from satellite.config import Timeouts
+from satellite.errors import ErrorCode, ProviderError
 from satellite.providers import dashscope_tts
 from satellite.providers.azure_tts import AzureTtsProvider
-from satellite.providers.base import Credentials, ErrorCode, ProviderError, TtsProvider
+from satellite.providers.base import Credentials, TtsProvider
 from satellite.providers.dashscope_tts import DashScopeTtsProvider
 from tests.fakes.azure import FakeAzure
 from tests.fakes.dashscope import FakeDashScope

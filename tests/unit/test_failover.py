@@ -9,12 +9,11 @@ import pytest
 
 from satellite.audio.pcm import AudioFormat
 from satellite.config import FailoverConfig
+from satellite.errors import ErrorCode, ProviderError
 from satellite.providers.base import (
     AsrProvider,
     AsrSession,
-    ErrorCode,
     PartialCallback,
-    ProviderError,
     SynthesisOptions,
     TtsProvider,
     Voice,

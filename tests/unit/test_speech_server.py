@@ -22,12 +22,11 @@ from wyoming.tts import (
 )
 
 from satellite.audio.pcm import AudioFormat
+from satellite.errors import ErrorCode, ProviderError
 from satellite.providers.base import (
     AsrProvider,
     AsrSession,
-    ErrorCode,
     PartialCallback,
-    ProviderError,
     SynthesisOptions,
     TtsProvider,
     Voice,
