@@ -180,7 +180,8 @@ def azure_tts(host: str, _seconds: float) -> float:
     synthesizer.synthesizing.connect(lambda _: first_audio.append(time.monotonic()))
     result = synthesizer.speak_text_async(TEXT).get()
     assert result.reason == speechsdk.ResultReason.SynthesizingAudioCompleted, result.reason
-    return first_audio[0] - sent
+    # A short answer may come whole with the result, without a synthesizing event.
+    return (first_audio[0] if first_audio else time.monotonic()) - sent
 
 
 PATHS: dict[str, Callable[[str, float], float]] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
@@ -27,11 +27,11 @@ from pydantic import (
     model_validator,
 )
 
+from .provider_table import AZURE_VOICE, PROVIDERS, Role, names_for
+
 DEFAULT_CONFIG_PATH = Path("/etc/voice-satellite/config.yaml")
 CONFIG_ENV = "VOICE_SATELLITE_CONFIG"
 
-CloudProvider = Literal["dashscope", "azure"]
-TtsProviderName = Literal["dashscope", "azure", "espeak"]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 
 
@@ -130,7 +130,6 @@ class DashScopeConfig(Model):
 
 # --- Azure -------------------------------------------------------------------
 
-_AZURE_VOICE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)+$")
 _AZURE_FORMATS = (8000, 16000, 22050, 24000, 44100, 48000)
 
 
@@ -163,7 +162,7 @@ class AzureTts(Model):
     @classmethod
     def _azure_voice_names(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
         for name in (value,) if isinstance(value, str) else value:
-            if not _AZURE_VOICE.match(name):
+            if not AZURE_VOICE.match(name):
                 raise ValueError(
                     f"{name!r} is not an Azure voice name; expected LOCALE-NameNeural, "
                     "e.g. zh-CN-XiaoxiaoNeural"
@@ -216,37 +215,52 @@ class Providers(Model):
 # --- Roles -------------------------------------------------------------------
 
 
-def _provider_chain(value: Any) -> Any:
-    """One provider name, or a list of them tried in order; kept as a tuple without repeats."""
-    chain = (value,) if isinstance(value, str) else value
-    if isinstance(chain, list | tuple):
+_ROLE_WORDS = {"asr": "speech-to-text", "tts": "text-to-speech"}
+
+
+def _provider_chain(role: Role) -> Callable[[Any], Any]:
+    """A validator: one provider name, or a list of them tried in order, each able to serve
+    ``role``; kept as a tuple without repeats."""
+
+    def check(value: Any) -> Any:
+        chain = (value,) if isinstance(value, str) else value
+        if not isinstance(chain, list | tuple):
+            return value
         if not chain:
             raise ValueError("name at least one provider")
         if len(set(chain)) != len(chain):
             raise ValueError("a provider is listed twice")
+        offered = names_for(role)
+        for name in chain:
+            if name not in offered:
+                raise ValueError(
+                    f"{name!r} is not a {_ROLE_WORDS[role]} provider; "
+                    f"choose from: {', '.join(offered)}"
+                )
         return tuple(chain)
-    return value
+
+    return check
 
 
 class AsrRole(Model):
     # One provider, or a failover list tried in order, e.g. [dashscope, azure].
-    provider: tuple[CloudProvider, ...] = ("dashscope",)
+    provider: tuple[str, ...] = ("dashscope",)
     # Language used when the client sends none; advertised first.
     language: str | None = "zh"
     # Live partial transcripts (transcript-start/-chunk/-stop). auto: to clients that asked
     # for the endpoint's info on the same connection; always; never (final transcript only).
     transcript_streaming: Literal["auto", "always", "never"] = "auto"
 
-    _chain = field_validator("provider", mode="before")(_provider_chain)
+    _chain = field_validator("provider", mode="before")(_provider_chain("asr"))
 
 
 class TtsRole(Model):
     # One provider, or a failover list tried in order, e.g. [dashscope, azure, espeak].
-    provider: tuple[TtsProviderName, ...] = ("dashscope",)
+    provider: tuple[str, ...] = ("dashscope",)
     # Default voice of the first provider; None uses that provider's configured voice.
     voice: str | None = None
 
-    _chain = field_validator("provider", mode="before")(_provider_chain)
+    _chain = field_validator("provider", mode="before")(_provider_chain("tts"))
 
 
 class FailoverConfig(Model):
@@ -268,20 +282,10 @@ class SpeechConfig(Model):
 
     @model_validator(mode="after")
     def _voice_fits_provider(self) -> SpeechConfig:
-        voice, provider = self.tts.voice, self.tts.provider[0]
-        if voice is None or provider == "espeak":
-            return self
-        looks_azure = bool(_AZURE_VOICE.match(voice)) and "-" in voice
-        if provider == "azure" and not looks_azure:
-            raise ValueError(
-                f"tts.voice {voice!r} is not an Azure voice (LOCALE-NameNeural); "
-                "set an Azure voice or remove tts.voice to use providers.azure.tts.voice"
-            )
-        if provider == "dashscope" and looks_azure:
-            raise ValueError(
-                f"tts.voice {voice!r} is an Azure voice but tts.provider is dashscope; "
-                "set a DashScope voice or remove tts.voice to use providers.dashscope.tts.voice"
-            )
+        voice = self.tts.voice
+        problem = None if voice is None else PROVIDERS[self.tts.provider[0]].voice_check(voice)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -517,9 +521,9 @@ def _interpolate(value: Any, path: str, unset: dict[str, tuple[str, ...]]) -> An
 
 
 _DEFAULT_SECRETS = {
-    "providers.dashscope.api_key": "${DASHSCOPE_API_KEY}",
-    "providers.azure.key": "${AZURE_SPEECH_KEY}",
-    "providers.azure.region": "${AZURE_SPEECH_REGION}",
+    f"providers.{spec.name}.{field}": f"${{{variable}}}"
+    for spec in PROVIDERS.values()
+    for field, variable in spec.env.items()
 }
 
 
@@ -560,7 +564,7 @@ def _describe(error: dict[str, Any]) -> str:
 def _written_secrets(raw: dict[str, Any]) -> tuple[str, ...]:
     """The keys whose value holds more than ``${VAR}`` references (a default counts)."""
     written = []
-    for dotted in ("providers.dashscope.api_key", "providers.azure.key"):
+    for dotted in (spec.key_path for spec in PROVIDERS.values() if spec.key_path):
         node: Any = raw
         for key in dotted.split("."):
             node = node.get(key) if isinstance(node, dict) else None

@@ -3,11 +3,11 @@ users of the machine can read. Shown by ``check-config``, logged by ``run``."""
 
 from __future__ import annotations
 
-import shutil
 import stat
 from pathlib import Path
 
 from .config import LoadedConfig
+from .provider_table import PROVIDERS
 
 
 def config_warnings(loaded: LoadedConfig) -> list[str]:
@@ -29,37 +29,14 @@ def _satellite_hearing(loaded: LoadedConfig) -> list[str]:
 
 def _missing_secrets(loaded: LoadedConfig) -> list[str]:
     """Warnings for what the providers in use lack: keys, a region, the offline voice."""
-    config = loaded.config
-    speech = config.speech
+    speech = loaded.config.speech
     used = {*speech.asr.provider, *speech.tts.provider} if speech.enabled else set()
-    warnings = []
-    if "dashscope" in used and not (
-        config.providers.dashscope.api_key.get_secret_value()
-        or config.providers.dashscope.api_key_file
-    ):
-        warnings.append(
-            f"DashScope has no API key; requests will fail until you "
-            f"{loaded.secret_hint('providers.dashscope.api_key')}"
-        )
-    azure = config.providers.azure
-    if "azure" in used and not azure.host:
-        if not (azure.key.get_secret_value() or azure.key_file):
-            warnings.append(
-                f"Azure Speech has no key; requests will fail until you "
-                f"{loaded.secret_hint('providers.azure.key')}"
-            )
-        if not azure.region:
-            warnings.append(
-                "Azure Speech has no region; "
-                f"{loaded.secret_hint('providers.azure.region')} or set providers.azure.host"
-            )
-    program = config.providers.espeak.program
-    if "espeak" in used and shutil.which(program) is None:
-        warnings.append(
-            f"the offline voice's program {program!r} is not installed: apt install espeak-ng "
-            "(or set providers.espeak.program to its path)"
-        )
-    return warnings
+    return [
+        problem
+        for name, spec in PROVIDERS.items()
+        if name in used
+        for problem in spec.setup_check(getattr(loaded.config.providers, name), loaded.secret_hint)
+    ]
 
 
 def _readable_by_others(path: Path) -> bool:
@@ -79,12 +56,10 @@ def _exposed_secrets(loaded: LoadedConfig) -> list[str]:
             f"{loaded.source} holds {keys} in plain text and other users can read it: "
             f"{fix.format(loaded.source)}, or read the key from the environment (${{VAR}})"
         )
-    providers = loaded.config.providers
-    for key_path, file in (
-        ("providers.dashscope.api_key_file", providers.dashscope.api_key_file),
-        ("providers.azure.key_file", providers.azure.key_file),
-    ):
+    for spec in PROVIDERS.values():
+        _, file = spec.key_and_file(getattr(loaded.config.providers, spec.name))
         if file is not None and _readable_by_others(file):
+            key_path = f"{spec.key_path}_file"
             warnings.append(
                 f"the key file {file} ({key_path}) can be read by other users: {fix.format(file)}"
             )

@@ -12,20 +12,13 @@ from typing import Any
 from wyoming.info import AsrModel, AsrProgram, Attribution, Info, TtsProgram, TtsVoice
 
 from .. import __version__
+from ..provider_table import PROVIDERS
 from ..providers.base import AsrProvider, TtsProvider
 
 ATTRIBUTIONS = {
-    "dashscope": Attribution(
-        name="Alibaba Cloud Model Studio (DashScope)",
-        url="https://help.aliyun.com/zh/model-studio/",
-    ),
-    "azure": Attribution(
-        name="Microsoft Azure AI Speech",
-        url="https://learn.microsoft.com/azure/ai-services/speech-service/",
-    ),
-    "espeak": Attribution(name="eSpeak NG", url="https://github.com/espeak-ng/espeak-ng"),
+    name: Attribution(name=spec.attribution, url=spec.url) for name, spec in PROVIDERS.items()
 }
-_TITLES = {"dashscope": "DashScope", "azure": "Azure Speech", "espeak": "eSpeak NG"}
+_TITLES = {name: spec.title for name, spec in PROVIDERS.items()}
 
 
 def _program(members: tuple[AsrProvider | TtsProvider, ...], what: str) -> dict[str, Any]:

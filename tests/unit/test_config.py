@@ -103,7 +103,10 @@ providers:
     )
     problems = problems_of(path)
     assert any(p.startswith("speech.uri: expected tcp://HOST:PORT") for p in problems)
-    assert any(p.startswith("speech.asr.provider") and "'dashscope'" in p for p in problems)
+    assert any(
+        p.startswith("speech.asr.provider") and "'google'" in p and "dashscope, azure" in p
+        for p in problems
+    )
     assert any(
         p.startswith("providers.dashscope.tts.sample_rate:") and "22050" in p for p in problems
     )
