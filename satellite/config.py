@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from .dashscope_models import ASR_MODELS, TTS_MODELS, tts_model
 from .provider_table import AZURE_VOICE, PROVIDERS, Role, names_for
 
 DEFAULT_CONFIG_PATH = Path("/etc/voice-satellite/config.yaml")
@@ -67,18 +68,31 @@ def _check_ws_url(value: str) -> str:
 # --- DashScope ---------------------------------------------------------------
 
 
-def is_qwen_realtime(model: str) -> bool:
-    """Whether a DashScope model is served by the realtime API (qwen3-asr-flash-realtime,
-    qwen3-tts-flash-realtime, qwen-tts-realtime) rather than the inference API."""
-    return model.startswith("qwen") and "realtime" in model
+def _listed_model(known: Mapping[str, Any], role: str) -> Callable[[Any, Any], Any]:
+    """A model validator: ``model`` is one ``known``, unless ``allow_unlisted_model``."""
+
+    def check(section: Any) -> Any:
+        if section.model not in known and not section.allow_unlisted_model:
+            raise ValueError(
+                f"model {section.model!r} is not a DashScope {role} model this version knows; "
+                f"choose from: {', '.join(known)}; or, for a model released since, keep it and "
+                "set allow_unlisted_model: true"
+            )
+        return section
+
+    return check
 
 
 WarmConnections = Annotated[int, Field(ge=0, le=8)]
 
 
 class DashScopeAsr(Model):
-    # paraformer-realtime-v2 / fun-asr-realtime (inference API) or qwen3-asr-flash-realtime.
+    # paraformer-realtime-v2 / fun-asr-realtime (inference API) or qwen3-asr-flash-realtime;
+    # paraformer-realtime-8k-v2 hears telephone-band audio (sent to it at 8 kHz).
     model: str = "paraformer-realtime-v2"
+    # A model this version does not list (released since): its API and sample rate are
+    # taken from its name (qwen...realtime: the realtime API; -8k-: 8 kHz).
+    allow_unlisted_model: bool = False
     languages: tuple[str, ...] = ("zh", "en", "ja", "ko", "yue", "de", "fr", "ru")
     # Extra recognition parameters passed to the model as-is (e.g. disfluency_removal_enabled).
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -87,11 +101,17 @@ class DashScopeAsr(Model):
     turn_detection: bool = False
     turn_detection_silence_ms: Annotated[int, Field(ge=200, le=6000)] = 800
 
+    _model = model_validator(mode="after")(_listed_model(ASR_MODELS, "speech-to-text"))
+
 
 class DashScopeTts(Model):
-    # cosyvoice-v2 (inference API), or qwen3-tts-flash-realtime / qwen-tts-realtime.
+    # cosyvoice-v2 / cosyvoice-v1 (inference API), or qwen3-tts-flash-realtime /
+    # qwen-tts-realtime. Each offers its own voices.
     model: str = "cosyvoice-v2"
-    voice: str | None = None  # None: longxiaochun_v2 for CosyVoice, Cherry for Qwen
+    allow_unlisted_model: bool = False  # as for asr; such a model needs its voice named
+    # None: the model's default (cosyvoice-v2: longxiaochun_v2, cosyvoice-v1: longwan,
+    # Qwen: Cherry).
+    voice: str | None = None
     sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] | None = None  # None: model's
     speech_rate: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
     pitch: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
@@ -104,13 +124,25 @@ class DashScopeTts(Model):
     language_type: str | None = None  # e.g. Chinese, English, Auto (the model's default)
     instructions: str | None = None  # speaking instructions, for models that take them
 
+    _model = model_validator(mode="after")(_listed_model(TTS_MODELS, "text-to-speech"))
+
+    @model_validator(mode="after")
+    def _unlisted_model_names_its_voice(self) -> DashScopeTts:
+        if self.voice is None and tts_model(self.model).default_voice is None:
+            raise ValueError(
+                f"model {self.model!r} is not listed, so it has no default voice: set voice"
+            )
+        return self
+
     @property
     def default_voice(self) -> str:
-        return self.voice or ("Cherry" if is_qwen_realtime(self.model) else "longxiaochun_v2")
+        voice = self.voice or tts_model(self.model).default_voice
+        assert voice is not None  # checked above
+        return voice
 
     @property
     def default_sample_rate(self) -> int:
-        return self.sample_rate or (24000 if is_qwen_realtime(self.model) else 22050)
+        return self.sample_rate or tts_model(self.model).sample_rate
 
 
 class DashScopeConfig(Model):

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from .dashscope_models import asr_model, tts_model
+
 if TYPE_CHECKING:
     from .config import AzureConfig, DashScopeConfig, EspeakConfig
     from .providers.base import AsrProvider, Credentials, TtsProvider
@@ -61,9 +63,7 @@ class ProviderSpec:
 
 
 def _dashscope_asr(config: DashScopeConfig, credentials: Credentials, language: str | None):
-    from .config import is_qwen_realtime
-
-    if is_qwen_realtime(config.asr.model):
+    if asr_model(config.asr.model).api == "realtime":
         from .providers.dashscope_realtime_asr import QwenRealtimeAsrProvider
 
         return QwenRealtimeAsrProvider(config, credentials, language)
@@ -73,9 +73,7 @@ def _dashscope_asr(config: DashScopeConfig, credentials: Credentials, language: 
 
 
 def _dashscope_tts(config: DashScopeConfig, credentials: Credentials, voice: str | None):
-    from .config import is_qwen_realtime
-
-    if is_qwen_realtime(config.tts.model):
+    if tts_model(config.tts.model).api == "realtime":
         from .providers.dashscope_realtime_tts import QwenRealtimeTtsProvider
 
         return QwenRealtimeTtsProvider(config, credentials, voice)

@@ -16,8 +16,10 @@ from dashscope.audio.asr import Recognition, RecognitionCallback, RecognitionRes
 from dashscope.common.constants import WEBSOCKET_ERROR_CODE
 from dashscope.common.error import InvalidParameter, InvalidTask
 
+from ..audio.pcm import AudioFormat
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import DashScopeConfig
+from ..dashscope_models import asr_model
 from ..errors import ProviderError
 from .base import AsrProvider, AsrSession, CallClock, Credentials, Deadlines, PartialCallback
 from .dashscope_common import Failures, SdkCalls, asr_languages, language_hint
@@ -208,6 +210,7 @@ class DashScopeAsrProvider(AsrProvider):
         self._config = config
         self._credentials = credentials
         self.model = config.asr.model
+        self.input_format = AudioFormat(asr_model(self.model).sample_rate, 2, 1)
         self.languages = asr_languages(default_language, config.asr.languages)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
 

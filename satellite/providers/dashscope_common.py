@@ -13,6 +13,7 @@ from typing import Protocol, TypeVar
 import dashscope
 import websocket
 
+from ..dashscope_models import DashScopeModel
 from ..errors import ErrorCode, ProviderError
 from .base import CallClock, Voice
 
@@ -138,15 +139,13 @@ def asr_languages(default: str | None, configured: tuple[str, ...]) -> tuple[str
     return tuple(dict.fromkeys(lang for lang in (default, *configured) if lang))
 
 
-def voice_list(
-    catalogue: tuple[Voice, ...],
-    languages: tuple[str, ...],
-    default: str,
-    extra: Mapping[str, tuple[str, ...]],
+def model_voices(
+    model: DashScopeModel, default: str, extra: Mapping[str, tuple[str, ...]]
 ) -> tuple[Voice, ...]:
-    """A model's catalogue plus configured voices (speaking ``languages`` unless they name
-    theirs), the default first: listed even if unknown, as a cloned voice may be."""
-    voices = {voice.name: voice for voice in catalogue}
+    """The model's system voices plus configured ones (speaking the model's languages unless
+    they name theirs), the default first: listed even if unknown, as a cloned voice may be."""
+    languages = model.languages
+    voices = {name: Voice(name, languages, description) for name, description in model.voices}
     for name, voice_languages in extra.items():
         description = voices[name].description if name in voices else ""
         voices[name] = Voice(name, tuple(voice_languages) or languages, description)

@@ -15,7 +15,9 @@ import websocket
 from dashscope.audio.qwen_omni import MultiModality, OmniRealtimeConversation
 from dashscope.audio.qwen_omni.omni_realtime import TranscriptionParams
 
+from ..audio.pcm import AudioFormat
 from ..config import DashScopeConfig
+from ..dashscope_models import asr_model
 from ..errors import ProviderError
 from .base import AsrProvider, AsrSession, CallClock, Credentials, Deadlines, PartialCallback
 from .dashscope_common import Failures, asr_languages, language_hint
@@ -160,6 +162,7 @@ class QwenRealtimeAsrProvider(AsrProvider):
         self._config = config
         self._credentials = credentials
         self.model = config.asr.model
+        self.input_format = AudioFormat(asr_model(self.model).sample_rate, 2, 1)
         self.languages = asr_languages(default_language, config.asr.languages)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
         failures = Failures("recognition", config.realtime_url, credentials.key)

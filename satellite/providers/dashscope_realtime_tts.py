@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 import websocket
 from dashscope.audio.qwen_tts_realtime import AudioFormat as SdkAudioFormat
@@ -20,41 +20,12 @@ from dashscope.audio.qwen_tts_realtime import QwenTtsRealtime
 
 from ..audio.pcm import AudioFormat
 from ..config import DashScopeConfig, DashScopeTts
+from ..dashscope_models import tts_model
 from ..errors import ProviderError
-from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider, Voice
-from .dashscope_common import Failures, api_key_global, stream_audio, voice_list
+from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider
+from .dashscope_common import Failures, api_key_global, model_voices, stream_audio
 from .dashscope_realtime import RealtimeCallback, RealtimeConnection, WarmPool
 from .text import SentenceSplitter
-
-_LANGUAGES = ("zh", "en")  # qwen-tts-realtime speaks Chinese and English only
-# Every qwen3-tts-flash-realtime voice speaks each of the model's languages.
-_QWEN3_LANGUAGES = ("zh", "en", "es", "ru", "it", "fr", "ko", "ja", "de", "pt")
-
-# System voices of both models: (name, description).
-CATALOGUE = (
-    ("Cherry", "Cherry: sunny, friendly female voice"),
-    ("Serena", "Serena: gentle female voice"),
-    ("Ethan", "Ethan: sunny, warm male voice"),
-    ("Chelsie", "Chelsie: soft, anime-style female voice"),
-)
-# Further system voices of qwen3-tts-flash-realtime.
-QWEN3_CATALOGUE = (
-    ("Nofish", ""),
-    ("Jennifer", ""),
-    ("Ryan", ""),
-    ("Katerina", ""),
-    ("Elias", ""),
-)
-
-
-def model_voices(
-    model: str, default: str, extra: Mapping[str, tuple[str, ...]]
-) -> tuple[Voice, ...]:
-    """The model's system voices plus configured ones, the default first."""
-    languages = _QWEN3_LANGUAGES if model.startswith("qwen3") else _LANGUAGES
-    system = CATALOGUE + QWEN3_CATALOGUE if model.startswith("qwen3") else CATALOGUE
-    catalogue = tuple(Voice(name, languages, description) for name, description in system)
-    return voice_list(catalogue, languages, default, extra)
 
 
 class _Tts(QwenTtsRealtime):
@@ -198,7 +169,7 @@ class QwenRealtimeTtsProvider(TtsProvider):
         self._credentials = credentials
         self._default_voice = default_voice or config.tts.default_voice
         self.model = config.tts.model
-        self.voices = model_voices(self.model, self._default_voice, config.tts.voices)
+        self.voices = model_voices(tts_model(self.model), self._default_voice, config.tts.voices)
         self.audio_format = AudioFormat(config.tts.default_sample_rate, 2, 1)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
         failures = Failures("synthesis", config.realtime_url, credentials.key)

@@ -24,39 +24,28 @@ from dashscope.common.error import RequestFailure
 from ..audio.pcm import AudioFormat
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import DashScopeConfig
+from ..dashscope_models import tts_model
 from ..errors import ProviderError
-from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider, Voice
+from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider
 from .dashscope_common import (
     Failures,
     SdkCalls,
     api_key_global,
+    model_voices,
     shutdown_websocket,
     stream_audio,
-    voice_list,
 )
 
 _LOGGER = logging.getLogger(__name__)
 
 # How long a cancelled synthesis waits for the server to confirm before the socket is closed.
 CANCEL_WAIT_MILLIS = 1000
-_LANGUAGES = ("zh", "en")
 # A warm connection idle this long is replaced: servers drop idle websockets.
 MAX_IDLE_SECONDS = 25.0
 # After a failed pre-connect, the next attempt waits this long (doubling up to the maximum).
 RETRY_SECONDS = 30.0
 MAX_RETRY_SECONDS = 300.0
 
-# Well-known CosyVoice v2 system voices (all speak Chinese and English).
-CATALOGUE = (
-    Voice("longxiaochun_v2", _LANGUAGES, "Longxiaochun: bright, articulate female voice"),
-    Voice("longxiaoxia_v2", _LANGUAGES, "Longxiaoxia: calm, authoritative female voice"),
-    Voice("longwan_v2", _LANGUAGES, "Longwan: warm, positive female voice"),
-    Voice("longhua_v2", _LANGUAGES, "Longhua: lively, sweet female voice"),
-    Voice("loongbella_v2", _LANGUAGES, "Bella: crisp, capable female voice"),
-    Voice("longcheng_v2", _LANGUAGES, "Longcheng: thoughtful young male voice"),
-    Voice("longshu_v2", _LANGUAGES, "Longshu: steady young male voice"),
-    Voice("longxiaocheng_v2", _LANGUAGES, "Longxiaocheng: deep, magnetic male voice"),
-)
 
 # ("started" | "audio" | "complete" | "task-failed" | "socket-error" | "error", value)
 Event = tuple[str, Any]
@@ -458,7 +447,7 @@ class DashScopeTtsProvider(TtsProvider):
         self._credentials = credentials
         self._default_voice = default_voice or config.tts.default_voice
         self.model = config.tts.model
-        self.voices = voice_list(CATALOGUE, _LANGUAGES, self._default_voice, config.tts.voices)
+        self.voices = model_voices(tts_model(self.model), self._default_voice, config.tts.voices)
         self.audio_format = AudioFormat(config.tts.default_sample_rate, 2, 1)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
         self._pool: _WarmPool | None = None

@@ -16,10 +16,8 @@ from satellite.config import DashScopeAsr, DashScopeConfig, DashScopeTts, Timeou
 from satellite.errors import ErrorCode, ProviderError
 from satellite.providers import dashscope_asr
 from satellite.providers.base import Credentials, SynthesisOptions
-from satellite.providers.dashscope_asr import (
-    DashScopeAsrProvider,
-    language_hint,
-)
+from satellite.providers.dashscope_asr import DashScopeAsrProvider
+from satellite.providers.dashscope_common import language_hint
 from satellite.providers.dashscope_tts import DashScopeTtsProvider
 from satellite.providers.text import join_phrases
 from tests.fakes.dashscope import FAILURE_MESSAGE, FakeDashScope
@@ -101,7 +99,10 @@ async def check_sdk_threads_end(timeout: float = 5.0) -> None:
 
 async def test_transcription_sends_exact_audio_and_joins_every_sentence(fake: FakeDashScope):
     provider = asr_provider(
-        fake, asr=DashScopeAsr(model="paraformer-test", parameters={"punctuation": True})
+        fake,
+        asr=DashScopeAsr(
+            model="paraformer-test", allow_unlisted_model=True, parameters={"punctuation": True}
+        ),
     )
     audio = speech(1.0)
     assert await transcribe(provider, audio) == "你好。打开客厅的灯。"
@@ -223,14 +224,14 @@ async def test_ten_concurrent_recognitions(fake: FakeDashScope):
 async def test_synthesis_yields_the_provider_audio(fake: FakeDashScope):
     provider = tts_provider(
         fake,
-        tts=DashScopeTts(model="cosyvoice-test", speech_rate=1.2, pitch=0.9, volume=70),
+        tts=DashScopeTts(model="cosyvoice-v2", speech_rate=1.2, pitch=0.9, volume=70),
     )
     texts = ["今天天气很好。", "", "  ", "Hello there."]
     audio = await speak(provider, *texts)
     assert audio == expected_audio(["今天天气很好。", "Hello there."])
     assert fake.received_text[-1] == ["今天天气很好。", "Hello there."]
     request = fake.requests[-1]
-    assert (request["model"], request["task"]) == ("cosyvoice-test", "tts")
+    assert (request["model"], request["task"]) == ("cosyvoice-v2", "tts")
     parameters = request["parameters"]
     assert (parameters["voice"], parameters["format"], parameters["sample_rate"]) == (
         "longxiaochun_v2",
@@ -238,7 +239,7 @@ async def test_synthesis_yields_the_provider_audio(fake: FakeDashScope):
         22050,
     )
     assert (parameters["rate"], parameters["pitch"], parameters["volume"]) == (1.2, 0.9, 70)
-    assert provider.audio_format.rate == 22050 and provider.model == "cosyvoice-test"
+    assert provider.audio_format.rate == 22050 and provider.model == "cosyvoice-v2"
 
 
 async def test_sample_rate_and_voice(fake: FakeDashScope):
@@ -260,6 +261,25 @@ async def test_sample_rate_and_voice(fake: FakeDashScope):
 def test_unknown_default_voice_is_listed_first(fake: FakeDashScope):
     voices = tts_provider(fake, voice="cosyvoice-v2-custom-abc").voices
     assert voices[0].name == "cosyvoice-v2-custom-abc" and voices[0].languages
+
+
+async def test_cosyvoice_v1_offers_and_speaks_its_own_voices(fake: FakeDashScope):
+    provider = tts_provider(fake, tts=DashScopeTts(model="cosyvoice-v1"))
+    names = [voice.name for voice in provider.voices]
+    assert names[0] == "longwan" and "longxiaochun" in names
+    assert not [name for name in names if name.endswith("_v2")]  # cosyvoice-v2's voices
+    assert await speak(provider, "你好") == expected_audio(["你好"])
+    request = fake.requests[-1]
+    assert (request["model"], request["parameters"]["voice"]) == ("cosyvoice-v1", "longwan")
+
+
+async def test_an_8k_model_is_sent_8khz_audio(fake: FakeDashScope):
+    provider = asr_provider(fake, asr=DashScopeAsr(model="paraformer-realtime-8k-v2"))
+    assert provider.input_format.rate == 8000  # what the server converts the client's audio to
+    audio = speech(1.0)[:16000]  # 1 s at 8 kHz
+    assert await transcribe(provider, audio) == "你好。打开客厅的灯。"
+    assert fake.requests[-1]["parameters"]["sample_rate"] == 8000
+    assert fake.received_audio[-1] == audio
 
 
 async def test_audio_flows_before_all_text_is_sent(fake: FakeDashScope):

@@ -171,3 +171,39 @@ def test_no_config_file_means_built_in_defaults(monkeypatch, tmp_path):
     chosen = write(tmp_path, "speech: {uri: 'tcp://127.0.0.1:10999'}\n")
     monkeypatch.setenv("VOICE_SATELLITE_CONFIG", str(chosen))
     assert load_config(None).config.speech.uri == "tcp://127.0.0.1:10999"
+
+
+def test_dashscope_models_are_checked_with_a_way_past_the_list(tmp_path):
+    path = write(tmp_path, "providers:\n  dashscope:\n    asr: {model: paraformer-realtime-v9}\n")
+    [problem] = problems_of(path)
+    assert problem.startswith("providers.dashscope.asr:")
+    assert "'paraformer-realtime-v9'" in problem and "paraformer-realtime-8k-v2" in problem
+    assert "allow_unlisted_model: true" in problem
+    unlisted = parse_config(
+        {
+            "providers": {
+                "dashscope": {
+                    "asr": {"model": "paraformer-realtime-v9", "allow_unlisted_model": True},
+                    "tts": {"model": "cosyvoice-v9", "allow_unlisted_model": True, "voice": "v"},
+                }
+            }
+        },
+        "test",
+    ).config.providers.dashscope
+    assert (unlisted.asr.model, unlisted.tts.default_voice) == ("paraformer-realtime-v9", "v")
+
+
+def test_an_unlisted_voice_model_must_name_its_voice(tmp_path):
+    text = "providers:\n  dashscope:\n    tts: {model: cosyvoice-v9, allow_unlisted_model: true}\n"
+    [problem] = problems_of(write(tmp_path, text))
+    assert problem.startswith("providers.dashscope.tts:") and "set voice" in problem
+
+
+def test_each_cosyvoice_model_has_its_own_default_voice():
+    def default_voice(model: str) -> str:
+        raw = {"providers": {"dashscope": {"tts": {"model": model}}}}
+        return parse_config(raw, "test").config.providers.dashscope.tts.default_voice
+
+    assert default_voice("cosyvoice-v1") == "longwan"
+    assert default_voice("cosyvoice-v2") == "longxiaochun_v2"
+    assert default_voice("qwen3-tts-flash-realtime") == "Cherry"
