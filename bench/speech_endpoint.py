@@ -2,8 +2,8 @@
 
 Prints, per provider: daemon readiness, ASR overhead (audio-stop -> transcript) with
 real-time-paced audio, TTS delay from the provider's first audio to the client's first
-audio-chunk, and 10 concurrent ASR + 10 concurrent TTS sessions; then the daemon's peak
-RSS with both providers in use. Run: .venv/bin/python -m bench.speech_endpoint [--runs N]
+audio-chunk, each with the daemon's CPU seconds per request, and 10 concurrent ASR + 10
+concurrent TTS sessions with its peak RSS; then the peak RSS with both providers in use. Run: .venv/bin/python -m bench.speech_endpoint [--runs N]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.tts import Synthesize
 
+from bench.proc import cpu_seconds_with_children, status_mb
 from tests.e2e.daemon import Daemon
 from tests.fakes.azure import FakeAzure
 from tests.fakes.dashscope import FakeDashScope
@@ -112,13 +113,6 @@ async def concurrent(port: int, sessions: int) -> tuple[int, int]:
     return sum(outcomes), len(outcomes) - sum(outcomes)
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def bench_provider(name: str, dashscope, azure, workdir: Path, runs: int) -> None:
     fake = dashscope if name == "dashscope" else azure
     config = config_for(name, name, dashscope, azure)
@@ -132,16 +126,22 @@ async def bench_provider(name: str, dashscope, azure, workdir: Path, runs: int) 
     daemon = Daemon(workdir, config)
     try:
         daemon.wait_listening()
+        pid = daemon.process.pid
+        started = cpu_seconds_with_children(pid)
         overhead = await asr_overhead(daemon.port, runs)
+        asr_cpu = (cpu_seconds_with_children(pid) - started) / runs
+        started = cpu_seconds_with_children(pid)
         first_audio = await tts_first_audio(daemon.port, fake, runs)
+        tts_cpu = (cpu_seconds_with_children(pid) - started) / runs
         ok, failed = await concurrent(daemon.port, 10)
+        peak_rss = status_mb(pid, "VmHWM")
     finally:
         daemon.stop()
     print(f"[{name}]")
     print(f"  daemon ready (listening)        {summary(ready)}")
-    print(f"  ASR audio-stop -> transcript    {summary(overhead)}")
-    print(f"  TTS provider audio -> client    {summary(first_audio)}")
-    print(f"  10 ASR + 10 TTS concurrent      {ok} ok, {failed} failed")
+    print(f"  ASR audio-stop -> transcript    {summary(overhead)}  CPU {asr_cpu:.3f} s/request")
+    print(f"  TTS provider audio -> client    {summary(first_audio)}  CPU {tts_cpu:.3f} s/request")
+    print(f"  10 ASR + 10 TTS concurrent      {ok} ok, {failed} failed; peak RSS {peak_rss:.1f} MB")
 
 
 async def bench_rss(dashscope, azure, workdir: Path) -> None:
@@ -150,7 +150,7 @@ async def bench_rss(dashscope, azure, workdir: Path) -> None:
         try:
             daemon.wait_listening()
             ok, failed = await concurrent(daemon.port, 10)
-            rss = peak_rss_mb(daemon.process.pid)
+            rss = status_mb(daemon.process.pid, "VmHWM")
         finally:
             daemon.stop()
         print(f"peak RSS, ASR {asr} + TTS {tts} in use: {rss:.1f} MB ({ok} ok, {failed} failed)")

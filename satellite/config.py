@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from .dashscope_models import ASR_MODELS, TTS_MODELS, tts_model
+from .dashscope_models import ASR_MODELS, RECOGNITION_OPTIONS, TTS_MODELS, asr_model, tts_model
 from .provider_table import AZURE_VOICE, PROVIDERS, Role, names_for
 
 DEFAULT_CONFIG_PATH = Path("/etc/voice-satellite/config.yaml")
@@ -94,7 +94,15 @@ class DashScopeAsr(Model):
     # taken from its name (qwen...realtime: the realtime API; -8k-: 8 kHz).
     allow_unlisted_model: bool = False
     languages: tuple[str, ...] = ("zh", "en", "ja", "ko", "yue", "de", "fr", "ru")
-    # Extra recognition parameters passed to the model as-is (e.g. disfluency_removal_enabled).
+    # Recognition options; None leaves the model's default. Punctuation and inverse text
+    # normalization ("three" -> "3") are always on with these models.
+    disfluency_removal: bool | None = None  # paraformer: drop fillers (um, 嗯); default off
+    # paraformer-realtime-v2 / fun-asr: vad (sentences end at pauses: low latency, the
+    # default) or semantic (punctuation from meaning: more accurate, for long dictation).
+    punctuation: Literal["vad", "semantic"] | None = None
+    # paraformer-realtime-v2 / fun-asr, punctuation vad: the pause that ends a sentence.
+    max_sentence_silence_ms: Annotated[int, Field(ge=200, le=6000)] | None = None
+    # Extra recognition parameters passed to the model as-is; they win over the keys above.
     parameters: dict[str, Any] = Field(default_factory=dict)
     # Qwen realtime models only: let the server end each turn after a pause (its own VAD)
     # instead of committing the audio when the client sends audio-stop.
@@ -102,6 +110,34 @@ class DashScopeAsr(Model):
     turn_detection_silence_ms: Annotated[int, Field(ge=200, le=6000)] = 800
 
     _model = model_validator(mode="after")(_listed_model(ASR_MODELS, "speech-to-text"))
+
+    @model_validator(mode="after")
+    def _options_fit_the_model(self) -> DashScopeAsr:
+        model = asr_model(self.model)
+        refused = [
+            key
+            for key in RECOGNITION_OPTIONS
+            if getattr(self, key) is not None and model.refuses(key)
+        ]
+        if refused:
+            takes = ", ".join(sorted(model.options)) or "none of them"
+            raise ValueError(
+                f"model {self.model!r} does not take {', '.join(refused)} (it takes: {takes}); "
+                "remove the key or choose another model"
+            )
+        return self
+
+    @property
+    def recognition_parameters(self) -> dict[str, Any]:
+        """The options that are set, as the service names them."""
+        values = {
+            "disfluency_removal": self.disfluency_removal,
+            "punctuation": None if self.punctuation is None else self.punctuation == "semantic",
+            "max_sentence_silence_ms": self.max_sentence_silence_ms,
+        }
+        return {
+            RECOGNITION_OPTIONS[key]: value for key, value in values.items() if value is not None
+        }
 
 
 class DashScopeTts(Model):
@@ -170,6 +206,11 @@ class AzureAsr(Model):
     # Recognition mode of the speech endpoint.
     mode: Literal["conversation", "interactive", "dictation"] = "conversation"
     profanity: Literal["masked", "removed", "raw"] = "masked"
+    endpoint_id: str | None = None  # a Custom Speech model's endpoint id
+    # Silence before speech that ends a recognition with nothing heard (the service's
+    # default: 5000 ms in conversation mode), and the pause that ends a phrase (500 ms).
+    initial_silence_timeout_ms: Annotated[int, Field(ge=500, le=60000)] | None = None
+    segmentation_silence_timeout_ms: Annotated[int, Field(ge=100, le=5000)] | None = None
 
     @field_validator("languages")
     @classmethod
@@ -187,8 +228,17 @@ class AzureTts(Model):
     pitch: str | None = None
     volume: str | None = None
     style: str | None = None  # speaking style of voices that have them, e.g. "cheerful"
+    styledegree: Annotated[float, Field(ge=0.01, le=2.0)] | None = None  # the style's strength
+    role: str | None = None  # a role the voice plays in its style, e.g. "YoungAdultFemale"
+    endpoint_id: str | None = None  # a custom neural voice's deployment id
     # Extra voices to advertise beyond the configured one (their language is read from the name).
     voices: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _style_options_need_a_style(self) -> AzureTts:
+        if self.style is None and (self.styledegree is not None or self.role is not None):
+            raise ValueError("styledegree and role shape a speaking style: set style too")
+        return self
 
     @field_validator("voice", "voices")
     @classmethod

@@ -24,6 +24,10 @@ class DashScopeModel:
     sample_rate: int  # ASR: the audio it takes; TTS: the audio it gives unless configured
     languages: tuple[str, ...] = ()  # TTS: what its system voices speak
     voices: tuple[tuple[str, str], ...] = ()  # TTS: (voice, description), the default first
+    options: frozenset[str] = frozenset()  # ASR: the recognition options it takes
+
+    def refuses(self, option: str) -> bool:
+        return option not in self.options
 
     @property
     def default_voice(self) -> str | None:
@@ -66,14 +70,24 @@ _QWEN3_TTS_VOICES = (
     ("Elias", ""),
 )
 
+# Recognition options (config key -> the service's parameter), and which models take them.
+RECOGNITION_OPTIONS = {
+    "disfluency_removal": "disfluency_removal_enabled",
+    "punctuation": "semantic_punctuation_enabled",
+    "max_sentence_silence_ms": "max_sentence_silence",
+}
+_PARAFORMER_V2 = frozenset(RECOGNITION_OPTIONS)
+_PARAFORMER_V1 = frozenset({"disfluency_removal"})
+_FUN_ASR = frozenset({"punctuation", "max_sentence_silence_ms"})
+
 ASR_MODELS = {
     model.name: model
     for model in (
-        DashScopeModel("paraformer-realtime-v2", "inference", 16000),
-        DashScopeModel("paraformer-realtime-v1", "inference", 16000),
-        DashScopeModel("paraformer-realtime-8k-v2", "inference", 8000),
-        DashScopeModel("paraformer-realtime-8k-v1", "inference", 8000),
-        DashScopeModel("fun-asr-realtime", "inference", 16000),
+        DashScopeModel("paraformer-realtime-v2", "inference", 16000, options=_PARAFORMER_V2),
+        DashScopeModel("paraformer-realtime-v1", "inference", 16000, options=_PARAFORMER_V1),
+        DashScopeModel("paraformer-realtime-8k-v2", "inference", 8000, options=_PARAFORMER_V2),
+        DashScopeModel("paraformer-realtime-8k-v1", "inference", 8000, options=_PARAFORMER_V1),
+        DashScopeModel("fun-asr-realtime", "inference", 16000, options=_FUN_ASR),
         DashScopeModel("qwen3-asr-flash-realtime", "realtime", 16000),
     )
 }
@@ -93,7 +107,8 @@ def _unlisted(name: str, role: Literal["asr", "tts"]) -> DashScopeModel:
     """What a model this version does not list is taken to be, from its name."""
     api: Api = "realtime" if name.startswith("qwen") and "realtime" in name else "inference"
     if role == "asr":
-        return DashScopeModel(name, api, 8000 if "-8k-" in name else 16000)
+        options = frozenset(RECOGNITION_OPTIONS) if api == "inference" else frozenset()
+        return DashScopeModel(name, api, 8000 if "-8k-" in name else 16000, options=options)
     family = TTS_MODELS["qwen3-tts-flash-realtime" if api == "realtime" else "cosyvoice-v2"]
     return DashScopeModel(name, api, family.sample_rate, family.languages)
 

@@ -80,6 +80,17 @@ class AzureAsrProvider(AsrProvider):
         config.set_property_by_name("SPEECH-StopRecognitionTimeoutInSeconds", _STOP_TIMEOUT_SECONDS)
         if mode == "dictation":
             config.enable_dictation()
+        asr = self._config.asr
+        if asr.endpoint_id:
+            config.endpoint_id = asr.endpoint_id
+        for prop, value in (
+            (speechsdk.PropertyId.SpeechServiceConnection_InitialSilenceTimeoutMs,
+             asr.initial_silence_timeout_ms),
+            (speechsdk.PropertyId.Speech_SegmentationSilenceTimeoutMs,
+             asr.segmentation_silence_timeout_ms),
+        ):  # fmt: skip
+            if value is not None:
+                config.set_property(prop, str(value))
         session = AzureAsrSession(config, clock, self._credentials.key, on_partial)
         await session.start()
         return session

@@ -50,7 +50,13 @@ def build_ssml(text: str, voice: str, tts: AzureTts) -> str:
     if attributes:
         body = f"<prosody{attributes}>{body}</prosody>"
     if tts.style:
-        body = f"<mstts:express-as style={quoteattr(tts.style)}>{body}</mstts:express-as>"
+        express = {"style": tts.style, "styledegree": tts.styledegree, "role": tts.role}
+        attributes = "".join(
+            f" {name}={quoteattr(f'{v:g}' if isinstance(v, float) else v)}"
+            for name, v in express.items()
+            if v is not None
+        )
+        body = f"<mstts:express-as{attributes}>{body}</mstts:express-as>"
     return (
         '<speak version="1.0" xmlns="http://www.w3.org/2001/10/synthesis" '
         f'xmlns:mstts="https://www.w3.org/2001/mstts" xml:lang={quoteattr(voice_locale(voice))}>'
@@ -271,6 +277,8 @@ class AzureTtsProvider(TtsProvider):
     def _new_synthesizer(self) -> _Synthesizer:
         config = speech_config(self._config, self._credentials)
         config.set_speech_synthesis_output_format(_FORMATS[self.audio_format.rate])
+        if self._config.tts.endpoint_id:
+            config.endpoint_id = self._config.tts.endpoint_id
         # Without this the SDK waits 40 s for a silent service, then retries once.
         timeouts = self._config.timeouts
         first_chunk_ms = int((timeouts.connect + timeouts.first_result + 1) * 1000)

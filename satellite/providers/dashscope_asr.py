@@ -223,6 +223,7 @@ class DashScopeAsrProvider(AsrProvider):
         parameters: dict[str, Any] = {}
         if language:
             parameters["language_hints"] = [language_hint(language)]
+        parameters.update(self._config.asr.recognition_parameters)
         parameters.update(self._config.asr.parameters)  # explicit configuration wins
         events: CallbackQueue[Event] = CallbackQueue()
         recognition = _Recognition(

@@ -161,6 +161,8 @@ class FakeAzure(ThreadedFake):
         self.languages: list[str] = []
         self.output_formats: list[str] = []
         self.modes: list[str] = []  # per STT connection: conversation, interactive or dictation
+        self.queries: list[dict[str, list[str]]] = []  # per websocket: its URL's query
+        self.contexts: list[dict] = []  # STT speech.context messages (recognition settings)
         self.streamed_bytes = 0  # PCM bytes received so far, over all STT turns
         self.handshakes = 0  # HTTP requests seen (websocket upgrades, voice lists), accepted or not
         self.connections = 0  # websocket connections accepted
@@ -218,6 +220,7 @@ class FakeAzure(ThreadedFake):
         self.connections += 1
         assert ws.request is not None
         url = urlsplit(ws.request.path)
+        self.queries.append(parse_qs(url.query))
         if url.path == TTS_PATH:
             await self._serve_tts(ws)
         else:
@@ -240,6 +243,8 @@ class FakeAzure(ThreadedFake):
         async for headers, body in self._messages(ws):
             path = headers.get("path", "").lower()
             request_id = headers.get("x-requestid", "")
+            if path == "speech.context":
+                self.contexts.append(json.loads(body))
             if path == "speech.context" and not language:
                 language = json.loads(body).get("phraseDetection", {}).get("language", "")
                 self.languages.append(language)

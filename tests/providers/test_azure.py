@@ -205,6 +205,40 @@ async def test_asr_mode_and_profanity(fake: FakeAzure, mode: str) -> None:
     assert provider.model == f"azure-{mode}"
 
 
+async def test_asr_custom_model_and_silence_timeouts_reach_the_service(fake: FakeAzure) -> None:
+    asr = AzureAsr(
+        endpoint_id="my-custom-model", initial_silence_timeout_ms=7000,
+        segmentation_silence_timeout_ms=900,
+    )  # fmt: skip
+    provider = AzureAsrProvider(azure_config(fake, asr=asr), CREDENTIALS, None)
+    assert await transcribe(provider, speech(0.3)) == "Turn on the light. And close the blinds."
+    assert fake.queries[-1]["cid"] == ["my-custom-model"]
+    detection = fake.contexts[-1]["phraseDetection"]
+    assert detection["initialSilenceTimeout"] == 7000
+    assert detection["CONVERSATION"]["segmentation"]["segmentationSilenceTimeoutMs"] == 900
+    # Without them, the service's defaults: nothing is sent.
+    await transcribe(AzureAsrProvider(azure_config(fake), CREDENTIALS, None), speech(0.3))
+    assert "cid" not in fake.queries[-1]
+    assert "initialSilenceTimeout" not in fake.contexts[-1]["phraseDetection"]
+
+
+async def test_tts_custom_voice_deployment_role_and_styledegree(fake: FakeAzure) -> None:
+    tts = AzureTts(
+        voice="zh-CN-XiaomoNeural", style="cheerful", styledegree=1.5, role="YoungAdultFemale",
+        endpoint_id="my-voice-deployment",
+    )  # fmt: skip
+    async with tts_provider(azure_config(fake, tts=tts)) as provider:
+        assert b"".join(await speak(provider, "你好")) == expected_audio(fake)
+    assert fake.queries[-1]["deploymentId"] == ["my-voice-deployment"]
+    express = ET.fromstring(fake.received_ssml[-1]).find(
+        f"{SSML_NS}voice/{{https://www.w3.org/2001/mstts}}express-as"
+    )
+    assert express is not None
+    assert (express.get("style"), express.get("styledegree"), express.get("role")) == (
+        "cheerful", "1.5", "YoungAdultFemale",
+    )  # fmt: skip
+
+
 async def test_asr_waits_for_a_slow_result(fake: FakeAzure) -> None:
     fake.delay = 0.3
     provider = AzureAsrProvider(azure_config(fake), CREDENTIALS, None)

@@ -465,3 +465,15 @@ async def test_without_handshake(
 def test_fake_runs_as_a_process():
     line = fake_process_ready_line("tests.fakes.dashscope", "--delay", "0.1")
     assert line.startswith("READY ws://127.0.0.1:") and line.endswith("/api-ws/v1/inference")
+
+
+async def test_recognition_options_reach_the_service_by_their_names(fake: FakeDashScope):
+    asr = DashScopeAsr(disfluency_removal=True, punctuation="semantic", max_sentence_silence_ms=800)
+    await transcribe(asr_provider(fake, asr=asr), speech(0.2))
+    parameters = fake.requests[-1]["parameters"]
+    assert parameters["disfluency_removal_enabled"] is True
+    assert parameters["semantic_punctuation_enabled"] is True
+    assert parameters["max_sentence_silence"] == 800
+    # Options left unset are not sent: the model's defaults apply.
+    await transcribe(asr_provider(fake), speech(0.2))
+    assert "disfluency_removal_enabled" not in fake.requests[-1]["parameters"]

@@ -207,3 +207,23 @@ def test_each_cosyvoice_model_has_its_own_default_voice():
     assert default_voice("cosyvoice-v1") == "longwan"
     assert default_voice("cosyvoice-v2") == "longxiaochun_v2"
     assert default_voice("qwen3-tts-flash-realtime") == "Cherry"
+
+
+def test_a_recognition_option_the_model_does_not_take_is_refused(tmp_path):
+    text = (
+        "providers:\n  dashscope:\n    asr: {model: fun-asr-realtime, disfluency_removal: true}\n"
+    )
+    [problem] = problems_of(write(tmp_path, text))
+    assert problem.startswith("providers.dashscope.asr:")
+    assert "does not take disfluency_removal" in problem and "punctuation" in problem
+    text = (
+        "providers:\n  dashscope:\n    asr: {model: qwen3-asr-flash-realtime, punctuation: vad}\n"
+    )
+    [problem] = problems_of(write(tmp_path, text))
+    assert "does not take punctuation (it takes: none of them)" in problem
+
+
+def test_azure_style_options_need_a_style(tmp_path):
+    text = "providers:\n  azure:\n    tts: {styledegree: 1.5}\n"
+    [problem] = problems_of(write(tmp_path, text))
+    assert problem.startswith("providers.azure.tts:") and "set style too" in problem
