@@ -3,7 +3,8 @@
 Prints, per provider: daemon readiness, ASR overhead (audio-stop -> transcript) with
 real-time-paced audio, TTS delay from the provider's first audio to the client's first
 audio-chunk, each with the daemon's CPU seconds per request, and 10 concurrent ASR + 10
-concurrent TTS sessions with its peak RSS; then the peak RSS with both providers in use. Run: .venv/bin/python -m bench.speech_endpoint [--runs N]
+concurrent TTS sessions with its peak RSS; then the peak RSS with both providers in use.
+Run: .venv/bin/python -m bench.speech_endpoint [--runs N]
 """
 
 from __future__ import annotations
