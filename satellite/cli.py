@@ -336,11 +336,11 @@ def _say(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     from .oneshot import transcribe
 
-    code, text = _provider_command(
+    code, result = _provider_command(
         args, lambda loaded: transcribe(loaded, args.file, args.language, args.partials)
     )
-    if text is not None:
-        print(text)
+    if result is not None:
+        print(result.text)
     return code
 
 

@@ -199,6 +199,7 @@ class DashScopeConfig(Model):
 # --- Azure -------------------------------------------------------------------
 
 _AZURE_FORMATS = (8000, 16000, 22050, 24000, 44100, 48000)
+MAX_IDENTIFIED_LOCALES = 10  # Azure's language identification, phrase by phrase
 
 
 class AzureAsr(Model):
@@ -324,10 +325,15 @@ def _provider_chain(role: Role) -> Callable[[Any], Any]:
     return check
 
 
+# speech.asr.language: identify the language among the configured ones.
+AUTO_LANGUAGE = "auto"
+
+
 class AsrRole(Model):
     # One provider, or a failover list tried in order, e.g. [dashscope, azure].
     provider: tuple[str, ...] = ("dashscope",)
-    # Language used when the client sends none; advertised first.
+    # Language used when the client sends none; advertised first. auto: the service identifies
+    # it among the provider's configured languages (HA's language, when sent, still wins).
     language: str | None = "zh"
     # Live partial transcripts (transcript-start/-chunk/-stop). auto: to clients that asked
     # for the endpoint's info on the same connection; always; never (final transcript only).
@@ -539,6 +545,25 @@ class Config(Model):
     speech: SpeechConfig = SpeechConfig()
     satellite: SatelliteConfig = SatelliteConfig()
     providers: Providers = Providers()
+
+    @model_validator(mode="after")
+    def _azure_can_identify(self) -> Config:
+        """Azure identifies a language among at most 10 locales, and not with a Custom
+        Speech model (trained for one language)."""
+        if self.speech.asr.language != AUTO_LANGUAGE or "azure" not in self.speech.asr.provider:
+            return self
+        azure = self.providers.azure.asr
+        if azure.endpoint_id:
+            raise ValueError(
+                "speech.asr.language: auto cannot be used with providers.azure.asr.endpoint_id "
+                "(a Custom Speech model knows one language): name the language instead"
+            )
+        if len(azure.languages) > MAX_IDENTIFIED_LOCALES:
+            raise ValueError(
+                f"speech.asr.language: auto identifies among at most {MAX_IDENTIFIED_LOCALES} "
+                f"locales; providers.azure.asr.languages lists {len(azure.languages)}"
+            )
+        return self
 
 
 # --- Loading -----------------------------------------------------------------

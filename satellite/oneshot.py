@@ -20,7 +20,7 @@ from typing import TextIO
 from .audio.pcm import AudioFormat, PcmConverter
 from .bridge import run_blocking
 from .config import LoadedConfig
-from .providers.base import AsrProvider, SynthesisOptions, TtsProvider, Voice
+from .providers.base import AsrProvider, AsrResult, SynthesisOptions, TtsProvider, Voice
 from .providers.registry import build_asr, build_tts
 from .providers.text import one_piece
 
@@ -168,7 +168,9 @@ def _read_wav(path: Path) -> tuple[AudioFormat, bytes]:
         raise CommandError(f"{path} is not a PCM WAV file: {exc}") from None
 
 
-async def transcribe(loaded: LoadedConfig, path: Path, language: str | None, partials: bool) -> str:
+async def transcribe(
+    loaded: LoadedConfig, path: Path, language: str | None, partials: bool
+) -> AsrResult:
     """The transcript of a WAV file of any rate, width and channel count. Its audio is sent
     in pieces as a live stream would be, but without waiting between them."""
     fmt, audio = await run_blocking(_read_wav, path)
@@ -193,14 +195,14 @@ async def transcribe(loaded: LoadedConfig, path: Path, language: str | None, par
         started = time.monotonic()
         try:
             on_partial = display.update if display is not None else None
-            text, after_end = await asr.recognize(language, pieces(), on_partial)
+            result, after_end = await asr.recognize(language, pieces(), on_partial)
         finally:
             if display is not None:
                 display.end()
         _progress(
             f"transcript in {_ms(started)} ({after_end * 1000:.0f} ms after the end of audio)"
         )
-        return text
+        return result
     finally:
         await _close(asr)
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import azure.cognitiveservices.speech as speechsdk
 
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
-from ..config import AzureConfig
+from ..config import AUTO_LANGUAGE, MAX_IDENTIFIED_LOCALES, AzureConfig
 from ..errors import ErrorCode, ProviderError
 from .azure_common import Cancellation, SdkEvent, speech_config
-from .base import AsrProvider, AsrSession, CallClock, Credentials, Deadlines, PartialCallback
+from .base import (
+    AsrProvider,
+    AsrResult,
+    AsrSession,
+    CallClock,
+    Credentials,
+    Deadlines,
+    PartialCallback,
+)
 from .text import Hypothesis
 
 _WHAT = "Azure ASR"
@@ -24,6 +33,16 @@ _INTERACTIVE_PATH = "/speech/recognition/interactive/cognitiveservices/v1"
 # How long stopping (and freeing) a recognizer waits for a silent or lost service; the
 # SDK's default is 10 s, during which a pool thread is held.
 _STOP_TIMEOUT_SECONDS = "1"
+_IDENTIFIED = speechsdk.PropertyId.SpeechServiceConnection_AutoDetectSourceLanguageResult
+
+
+def _best_confidence(result_json: str) -> float | None:
+    """NBest[0].Confidence of a detailed recognition result, if it has one."""
+    try:
+        confidence = json.loads(result_json)["NBest"][0]["Confidence"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return float(confidence) if isinstance(confidence, int | float) else None
 
 
 def _primary(locale: str) -> str:
@@ -55,11 +74,13 @@ class AzureAsrProvider(AsrProvider):
         self._credentials = credentials
         self.model = f"azure-{config.asr.mode}"
         self.languages = advertised_languages(config.asr.languages, default_language)
+        self._identify = default_language == AUTO_LANGUAGE
 
-    def locale_for(self, language: str | None) -> str:
-        """The locale to recognize for the language HA sent."""
+    def locale_for(self, language: str | None) -> str | None:
+        """The locale to recognize for the language HA sent; None: identify it among
+        ``languages``."""
         if not language:
-            return self.languages[0]
+            return None if self._identify else self.languages[0]
         if language in self.languages:
             return language
         match = _same_primary(language, self.languages)
@@ -75,7 +96,18 @@ class AzureAsrProvider(AsrProvider):
         config = speech_config(
             self._config, self._credentials, _INTERACTIVE_PATH if mode == "interactive" else None
         )
-        config.speech_recognition_language = self.locale_for(language)
+        locale = self.locale_for(language)
+        identify = None
+        if locale is None:
+            config.set_property(
+                speechsdk.PropertyId.SpeechServiceConnection_LanguageIdMode, "Continuous"
+            )
+            identify = speechsdk.languageconfig.AutoDetectSourceLanguageConfig(
+                languages=list(self.languages[:MAX_IDENTIFIED_LOCALES])
+            )
+        else:
+            config.speech_recognition_language = locale
+        config.output_format = speechsdk.OutputFormat.Detailed  # for each phrase's confidence
         config.set_profanity(_PROFANITY[self._config.asr.profanity])
         config.set_property_by_name("SPEECH-StopRecognitionTimeoutInSeconds", _STOP_TIMEOUT_SECONDS)
         if mode == "dictation":
@@ -91,7 +123,7 @@ class AzureAsrProvider(AsrProvider):
         ):  # fmt: skip
             if value is not None:
                 config.set_property(prop, str(value))
-        session = AzureAsrSession(config, clock, self._credentials.key, on_partial)
+        session = AzureAsrSession(config, identify, clock, self._credentials.key, on_partial)
         await session.start()
         return session
 
@@ -103,14 +135,21 @@ class _Recognition:
     garbage collector free the recognizer on whichever thread it happens to run.
     """
 
-    def __init__(self, config: speechsdk.SpeechConfig, events: CallbackQueue[SdkEvent]) -> None:
+    def __init__(
+        self,
+        config: speechsdk.SpeechConfig,
+        identify: speechsdk.languageconfig.AutoDetectSourceLanguageConfig | None,
+        events: CallbackQueue[SdkEvent],
+    ) -> None:
         self.stream = speechsdk.audio.PushAudioInputStream(
             speechsdk.audio.AudioStreamFormat(
                 samples_per_second=16000, bits_per_sample=16, channels=1
             )
         )
         self.recognizer: speechsdk.SpeechRecognizer | None = speechsdk.SpeechRecognizer(
-            speech_config=config, audio_config=speechsdk.audio.AudioConfig(stream=self.stream)
+            speech_config=config,
+            audio_config=speechsdk.audio.AudioConfig(stream=self.stream),
+            auto_detect_source_language_config=identify,
         )
         self.connection: speechsdk.Connection | None = speechsdk.Connection.from_recognizer(
             self.recognizer
@@ -120,9 +159,12 @@ class _Recognition:
             events.put(SdkEvent("recognizing", text=e.result.text.strip()))
 
         def on_recognized(e: speechsdk.SpeechRecognitionEventArgs) -> None:
-            text = e.result.text.strip()
-            if e.result.reason == speechsdk.ResultReason.RecognizedSpeech and text:
-                events.put(SdkEvent("recognized", text=text))
+            result = e.result
+            text = result.text.strip()
+            if result.reason == speechsdk.ResultReason.RecognizedSpeech and text:
+                confidence = _best_confidence(result.json)
+                language = result.properties.get(_IDENTIFIED) or None
+                events.put(SdkEvent("recognized", text, confidence=confidence, language=language))
 
         def on_canceled(e: speechsdk.SpeechRecognitionCanceledEventArgs) -> None:
             details = e.cancellation_details
@@ -155,6 +197,7 @@ class AzureAsrSession(AsrSession):
     def __init__(
         self,
         config: speechsdk.SpeechConfig,
+        identify: speechsdk.languageconfig.AutoDetectSourceLanguageConfig | None,
         clock: CallClock,
         key: str,
         on_partial: PartialCallback | None,
@@ -162,7 +205,7 @@ class AzureAsrSession(AsrSession):
         self._clock = clock
         self._key = key
         self._events: CallbackQueue[SdkEvent] = CallbackQueue()
-        self._native: _Recognition | None = _Recognition(config, self._events)
+        self._native: _Recognition | None = _Recognition(config, identify, self._events)
         self._connected = False
         self._ended = False  # the stream was closed
         self._hypothesis = Hypothesis(on_partial)
@@ -194,7 +237,7 @@ class AzureAsrSession(AsrSession):
         elif event.kind == "recognizing":
             self._hypothesis.partial(event.text)
         elif event.kind == "recognized":
-            self._hypothesis.final(event.text)
+            self._hypothesis.final(event.text, event.confidence, event.language)
         elif event.kind == "canceled":
             assert event.cancellation is not None
             if event.cancellation.reason != speechsdk.CancellationReason.EndOfStream:
@@ -215,7 +258,7 @@ class AzureAsrSession(AsrSession):
             raise
         self._native.stream.write(pcm)
 
-    async def finish(self) -> str:
+    async def finish(self) -> AsrResult:
         if self._native is None:
             raise ProviderError(ErrorCode.INTERNAL, f"{_WHAT}: session already closed")
         first_result = self._clock.deadlines.first_result
@@ -229,7 +272,7 @@ class AzureAsrSession(AsrSession):
             raise self._clock.timeout_error(_WHAT, first_result) from None
         finally:
             await self.cancel()
-        return self._hypothesis.text
+        return self._hypothesis.result
 
     async def cancel(self) -> None:
         native, self._native = self._native, None

@@ -97,3 +97,5 @@ class SdkEvent:
     text: str = ""
     audio: bytes = b""
     cancellation: Cancellation | None = None
+    confidence: float | None = None  # recognized: the best hypothesis' confidence
+    language: str | None = None  # recognized: the locale identified, when identifying

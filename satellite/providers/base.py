@@ -70,6 +70,15 @@ class SynthesisOptions:
     ssml: bool = False
 
 
+@dataclass(frozen=True)
+class AsrResult:
+    """What one utterance was recognized as."""
+
+    text: str  # every final phrase joined ("" if nothing was said)
+    confidence: float | None = None  # 0-1, the phrases' mean, where the service reports it
+    language: str | None = None  # the language the service identified, where it says
+
+
 # Receives the whole hypothesis so far (every final phrase and the current partial, joined)
 # each time it changes; called on the event loop, must not block.
 PartialCallback = Callable[[str], None]
@@ -83,8 +92,8 @@ class AsrSession(ABC):
         """Stream audio to the provider as it arrives (never blocks on the network)."""
 
     @abstractmethod
-    async def finish(self) -> str:
-        """End the audio and return every final phrase joined ("" if nothing was said)."""
+    async def finish(self) -> AsrResult:
+        """End the audio and return what was recognized."""
 
     @abstractmethod
     async def cancel(self) -> None:
@@ -121,19 +130,19 @@ class AsrProvider(ABC):
         language: str | None,
         audio: AsyncIterable[bytes],
         on_partial: PartialCallback | None = None,
-    ) -> tuple[str, float]:
-        """One utterance, streamed as ``audio`` yields it: the transcript, and the seconds
-        the provider took after the end of the audio. A failure cancels the session."""
+    ) -> tuple[AsrResult, float]:
+        """One utterance, streamed as ``audio`` yields it: what was recognized, and the
+        seconds the provider took after the end of the audio. A failure cancels the session."""
         session = await self.open(language, on_partial)
         try:
             async for pcm in audio:
                 await session.send(pcm)
             audio_ended = time.monotonic()
-            text = await session.finish()
+            result = await session.finish()
         except BaseException:
             await session.cancel()
             raise
-        return text, time.monotonic() - audio_ended
+        return result, time.monotonic() - audio_ended
 
 
 class TtsProvider(ABC):

@@ -18,11 +18,19 @@ from dashscope.common.error import InvalidParameter, InvalidTask
 
 from ..audio.pcm import AudioFormat
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
-from ..config import DashScopeConfig
+from ..config import AUTO_LANGUAGE, DashScopeConfig
 from ..dashscope_models import asr_model
 from ..errors import ProviderError
-from .base import AsrProvider, AsrSession, CallClock, Credentials, Deadlines, PartialCallback
-from .dashscope_common import Failures, SdkCalls, asr_languages, language_hint
+from .base import (
+    AsrProvider,
+    AsrResult,
+    AsrSession,
+    CallClock,
+    Credentials,
+    Deadlines,
+    PartialCallback,
+)
+from .dashscope_common import Failures, SdkCalls, asr_languages, language_hints
 from .text import Hypothesis
 
 # How long a cancelled session may take to finish gracefully before its socket is cut.
@@ -145,7 +153,7 @@ class DashScopeAsrSession(AsrSession):
             with contextlib.suppress(InvalidParameter):
                 self._recognition.send_audio_frame(pcm)
 
-    async def finish(self) -> str:
+    async def finish(self) -> AsrResult:
         if self._failure is not None:
             raise self._failure
         self._end()
@@ -159,7 +167,7 @@ class DashScopeAsrSession(AsrSession):
                 raise self._fail(self._failures.timeout(self._clock, first_result)) from None
             try:
                 if self._handle(event):
-                    return self._hypothesis.text
+                    return self._hypothesis.result
             except ProviderError:
                 self._recognition.abort()
                 raise
@@ -212,6 +220,7 @@ class DashScopeAsrProvider(AsrProvider):
         self.model = config.asr.model
         self.input_format = AudioFormat(asr_model(self.model).sample_rate, 2, 1)
         self.languages = asr_languages(default_language, config.asr.languages)
+        self._identify = default_language == AUTO_LANGUAGE
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
 
     async def open(
@@ -219,10 +228,10 @@ class DashScopeAsrProvider(AsrProvider):
     ) -> AsrSession:
         key = self._credentials.require("DashScope")
         clock = CallClock(self._deadlines)
-        language = language or (self.languages[0] if self.languages else None)
         parameters: dict[str, Any] = {}
-        if language:
-            parameters["language_hints"] = [language_hint(language)]
+        hints = language_hints(language, self.languages, self._identify)
+        if hints:
+            parameters["language_hints"] = hints
         parameters.update(self._config.asr.recognition_parameters)
         parameters.update(self._config.asr.parameters)  # explicit configuration wins
         events: CallbackQueue[Event] = CallbackQueue()

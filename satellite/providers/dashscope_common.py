@@ -13,6 +13,7 @@ from typing import Protocol, TypeVar
 import dashscope
 import websocket
 
+from ..config import AUTO_LANGUAGE
 from ..dashscope_models import DashScopeModel
 from ..errors import ErrorCode, ProviderError
 from .base import CallClock, Voice
@@ -136,7 +137,15 @@ def language_hint(language: str) -> str:
 
 def asr_languages(default: str | None, configured: tuple[str, ...]) -> tuple[str, ...]:
     """The languages a DashScope ASR model advertises: the role's default first."""
-    return tuple(dict.fromkeys(lang for lang in (default, *configured) if lang))
+    chosen = (default, *configured)
+    return tuple(dict.fromkeys(lang for lang in chosen if lang and lang != AUTO_LANGUAGE))
+
+
+def language_hints(request: str | None, languages: tuple[str, ...], identify: bool) -> list[str]:
+    """The ``language_hints`` of one recognition: the language the client sent, else every
+    advertised language when identifying (``speech.asr.language: auto``), else the first."""
+    chosen = [request] if request else list(languages if identify else languages[:1])
+    return list(dict.fromkeys(language_hint(language) for language in chosen))
 
 
 def model_voices(

@@ -16,11 +16,19 @@ from dashscope.audio.qwen_omni import MultiModality, OmniRealtimeConversation
 from dashscope.audio.qwen_omni.omni_realtime import TranscriptionParams
 
 from ..audio.pcm import AudioFormat
-from ..config import DashScopeConfig
+from ..config import AUTO_LANGUAGE, DashScopeConfig
 from ..dashscope_models import asr_model
 from ..errors import ProviderError
-from .base import AsrProvider, AsrSession, CallClock, Credentials, Deadlines, PartialCallback
-from .dashscope_common import Failures, asr_languages, language_hint
+from .base import (
+    AsrProvider,
+    AsrResult,
+    AsrSession,
+    CallClock,
+    Credentials,
+    Deadlines,
+    PartialCallback,
+)
+from .dashscope_common import Failures, asr_languages, language_hints
 from .dashscope_realtime import (
     RealtimeCallback,
     RealtimeConnection,
@@ -58,7 +66,7 @@ class QwenRealtimeAsrSession(AsrSession):
         self._clock = clock
         self._hypothesis = Hypothesis(on_partial)
         self._items: list[str] = []  # committed, not yet transcribed, in commit order
-        self._transcripts: dict[str, str] = {}
+        self._transcripts: dict[str, dict[str, Any]] = {}  # completed events by item
         self._uncommitted = False  # audio appended since the last commit
         self._commit_sent = False  # our commit is not yet confirmed
         self._turns_ending = 0  # speech_stopped seen: the server commits that turn next
@@ -77,7 +85,7 @@ class QwenRealtimeAsrSession(AsrSession):
             self._connection.call(self._connection.client.append_audio, audio)
             self._uncommitted = True
 
-    async def finish(self) -> str:
+    async def finish(self) -> AsrResult:
         self._apply_ready()
         self._ended = True
         if self._uncommitted:  # with turn detection: the end of the last turn
@@ -104,7 +112,7 @@ class QwenRealtimeAsrSession(AsrSession):
                 raise self._fail(exc) from None
         self._released = True
         self._connection.end(finish_session=True)
-        return self._hypothesis.text
+        return self._hypothesis.result
 
     async def cancel(self) -> None:
         self._ended = True
@@ -138,9 +146,12 @@ class QwenRealtimeAsrSession(AsrSession):
         elif kind == f"{_TRANSCRIPTION}.text":
             self._hypothesis.partial((event.get("text") or "") + (event.get("stash") or ""))
         elif kind == f"{_TRANSCRIPTION}.completed":
-            self._transcripts[event.get("item_id", "")] = event.get("transcript") or ""
+            self._transcripts[event.get("item_id", "")] = event
             while self._items and self._items[0] in self._transcripts:
-                self._hypothesis.final(self._transcripts.pop(self._items.pop(0)))
+                completed = self._transcripts.pop(self._items.pop(0))
+                self._hypothesis.final(
+                    completed.get("transcript") or "", language=completed.get("language")
+                )
         elif kind == f"{_TRANSCRIPTION}.failed":
             error = event.get("error") or {}
             failures = self._connection.failures
@@ -164,6 +175,7 @@ class QwenRealtimeAsrProvider(AsrProvider):
         self.model = config.asr.model
         self.input_format = AudioFormat(asr_model(self.model).sample_rate, 2, 1)
         self.languages = asr_languages(default_language, config.asr.languages)
+        self._identify = default_language == AUTO_LANGUAGE
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
         failures = Failures("recognition", config.realtime_url, credentials.key)
         self._pool = WarmPool(config.warm_connections, self._client, failures, self._deadlines)
@@ -173,8 +185,8 @@ class QwenRealtimeAsrProvider(AsrProvider):
     ) -> AsrSession:
         self._credentials.require("DashScope")
         clock = CallClock(self._deadlines)
-        language = language or (self.languages[0] if self.languages else None)
-        hint = language_hint(language) if language else None
+        hints = language_hints(language, self.languages, self._identify)
+        hint = hints[0] if len(hints) == 1 else None  # None: the model identifies it
         asr = self._config.asr
 
         def update(conversation: OmniRealtimeConversation) -> None:

@@ -18,7 +18,15 @@ from typing import Generic, Literal, TypeVar
 from ..audio.pcm import PcmConverter
 from ..config import FailoverConfig
 from ..errors import ErrorCode, ProviderError
-from .base import AsrProvider, AsrSession, PartialCallback, SynthesisOptions, TtsProvider, Voice
+from .base import (
+    AsrProvider,
+    AsrResult,
+    AsrSession,
+    PartialCallback,
+    SynthesisOptions,
+    TtsProvider,
+    Voice,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -244,20 +252,20 @@ class _FailoverAsrSession(AsrSession):
             await self._failed(exc)
             await self.start()
 
-    async def finish(self) -> str:
+    async def finish(self) -> AsrResult:
         while True:
             if self._session is None:
                 await self.start()
             assert self._session is not None
             try:
-                text = await self._session.finish()
+                result = await self._session.finish()
             except Exception as exc:
                 await self._failed(exc)
                 continue
             self._owner.breaker(self._index).succeeded()
             if self._errors:
                 _LOGGER.info("ASR answered by %s", self._owner.members[self._index].name)
-            return text
+            return result
 
     async def cancel(self) -> None:
         session, self._session = self._session, None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
+from statistics import fmean
+
+from .base import AsrResult
 
 # Han, kana, CJK punctuation and full-width forms: scripts written without spaces between
 # words or sentences (Hangul is spaced, so it is not included).
@@ -56,20 +59,28 @@ class Hypothesis:
     def __init__(self, on_change: Callable[[str], None] | None) -> None:
         self._on_change = on_change
         self._finals: list[str] = []
+        self._confidences: list[float] = []
+        self._language: str | None = None
         self._partial = ""
         self._reported = ""
 
     @property
-    def text(self) -> str:
-        """The final phrases joined: the transcript."""
-        return join_phrases(self._finals)
+    def result(self) -> AsrResult:
+        """The final phrases joined, their mean confidence and the last language identified."""
+        confidence = fmean(self._confidences) if self._confidences else None
+        return AsrResult(join_phrases(self._finals), confidence, self._language)
 
     def partial(self, text: str) -> None:
         self._partial = text
         self._report()
 
-    def final(self, text: str) -> None:
+    def final(
+        self, text: str, confidence: float | None = None, language: str | None = None
+    ) -> None:
         self._finals.append(text)
+        if confidence is not None:
+            self._confidences.append(confidence)
+        self._language = language or self._language
         self._partial = ""
         self._report()
 

@@ -38,7 +38,7 @@ from wyoming.tts import (
 from ..audio.pcm import AudioFormat, PcmConverter
 from ..buffers import BoundedQueue, BufferFull
 from ..errors import ErrorCode, ProviderError
-from ..providers.base import AsrProvider, SynthesisOptions, TtsProvider
+from ..providers.base import AsrProvider, AsrResult, SynthesisOptions, TtsProvider
 from ..providers.text import one_piece, stable_prefix
 from ..recording import Recorder, Recording
 from ..wyoming_handler import BadRequest, GuardedHandler, audio_format_of
@@ -159,6 +159,11 @@ class _TextStream:
         return self._pieces.pieces()
 
 
+def _transcript(result: AsrResult, requested: str | None) -> Event:
+    """The final ``transcript`` event: the language identified, else the one asked for."""
+    return Transcript(text=result.text, language=result.language or requested).event()
+
+
 class _LiveTranscript:
     """The hypotheses of one utterance, sent as ``transcript-start`` and ``-chunk`` events.
 
@@ -203,13 +208,13 @@ class _LiveTranscript:
         self._writer.cancel()
         await asyncio.gather(self._writer, return_exceptions=True)
 
-    async def finish(self, text: str | None) -> None:
-        """Close the stream: the rest of the final ``text`` (None after a failure, when the
+    async def finish(self, result: AsrResult | None) -> None:
+        """Close the stream: the rest of the final ``result`` (None after a failure, when the
         ``error`` has been sent), then ``transcript-stop``."""
         await self.stop()
-        if text is not None:
-            await self._extend(text)
-            await self._write(Transcript(text=text, language=self._language).event())
+        if result is not None:
+            await self._extend(result.text)
+            await self._write(_transcript(result, self._language))
         if self._started:
             await self._write(TranscriptStop().event())
 
@@ -354,29 +359,31 @@ class SpeechHandler(GuardedHandler):
     ) -> None:
         live = _LiveTranscript(self.write_event, language) if self._streams_transcripts() else None
 
-        async def recognize() -> str:
+        async def recognize() -> AsrResult:
             on_partial = live.update if live is not None else None
-            text, after_stop = await asr.recognize(language, utterance.audio.pieces(), on_partial)
+            result, after_stop = await asr.recognize(language, utterance.audio.pieces(), on_partial)
             _LOGGER.info(
-                "ASR %s: %.1f s of audio -> %d characters, %.0f ms after audio-stop",
+                "ASR %s: %.1f s of audio -> %d characters%s%s, %.0f ms after audio-stop",
                 asr.name,
                 utterance.seconds,
-                len(text),
+                len(result.text),
+                "" if result.confidence is None else f", confidence {result.confidence:.2f}",
+                "" if result.language is None else f", language {result.language}",
                 after_stop * 1000,
             )
-            return text
+            return result
 
         try:
-            text = await self._guard("ASR", asr.name, recognize())
+            result = await self._guard("ASR", asr.name, recognize())
         finally:
             if utterance.recording is not None:
                 utterance.recording.finish()
             if live is not None:
                 await live.stop()
         if live is not None:
-            await live.finish(text)
-        elif text is not None:
-            await self.write_event(Transcript(text=text, language=language).event())
+            await live.finish(result)
+        elif result is not None:
+            await self.write_event(_transcript(result, language))
 
     # --- text to speech ----------------------------------------------------------
 

@@ -16,6 +16,7 @@ import html
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -74,6 +75,24 @@ VOICES = [
         "WordsPerMinute": "152",
     },
 ]
+
+
+@dataclass(frozen=True)
+class _SttRequest:
+    """What a recognition websocket's query asks for."""
+
+    language: str  # "" when the locale comes in speech.context
+    detailed: bool  # format=detailed: NBest with confidences instead of DisplayText
+    candidate_languages: tuple[str, ...]  # lidEnabled: the locales to identify among
+
+    @classmethod
+    def from_query(cls, query: dict[str, list[str]]) -> _SttRequest:
+        lid = query.get("lidEnabled", [""])[0]
+        return cls(
+            language=query.get("language", [""])[0],
+            detailed=query.get("format", [""])[0] == "detailed",
+            candidate_languages=tuple(lid.split(",")) if lid else (),
+        )
 
 
 def _timestamp() -> str:
@@ -159,6 +178,10 @@ class FakeAzure(ThreadedFake):
         self.received_audio: list[bytes] = []
         self.received_ssml: list[str] = []
         self.languages: list[str] = []
+        # Detailed output: NBest[0].Confidence of each phrase, in turn.
+        self.confidences: list[float] = [0.91, 0.84]
+        # Language identification: the language "heard" (None: the first candidate).
+        self.spoken_language: str | None = None
         self.output_formats: list[str] = []
         self.modes: list[str] = []  # per STT connection: conversation, interactive or dictation
         self.queries: list[dict[str, list[str]]] = []  # per websocket: its URL's query
@@ -226,8 +249,7 @@ class FakeAzure(ThreadedFake):
         else:
             mode = STT_PATH.match(url.path)
             self.modes.append(mode.group(1) if mode else "")
-            language = parse_qs(url.query).get("language", [""])[0]
-            await self._serve_stt(ws, language)
+            await self._serve_stt(ws, _SttRequest.from_query(parse_qs(url.query)))
 
     async def _messages(
         self, ws: ServerConnection
@@ -235,7 +257,8 @@ class FakeAzure(ThreadedFake):
         for _ in range(MAX_MESSAGES):
             yield _parse(await ws.recv())
 
-    async def _serve_stt(self, ws: ServerConnection, language: str) -> None:
+    async def _serve_stt(self, ws: ServerConnection, request: _SttRequest) -> None:
+        language = request.language
         if language:
             self.languages.append(language)
         audio: bytearray | None = None  # PCM of the turn in progress
@@ -275,7 +298,7 @@ class FakeAzure(ThreadedFake):
                 continue
             self.received_audio.append(bytes(audio))
             if self._fault != "stall":
-                await self._stt_results(ws, request_id, len(audio))
+                await self._stt_results(ws, request_id, len(audio), request)
             audio = None
 
     async def _stt_progress(
@@ -294,7 +317,9 @@ class FakeAzure(ThreadedFake):
             if frames == 1 and self._fault in ("garbage", "corrupt"):
                 await ws.send(GARBAGE if self._fault == "garbage" else CORRUPT)
 
-    async def _stt_results(self, ws: ServerConnection, request_id: str, audio_bytes: int) -> None:
+    async def _stt_results(
+        self, ws: ServerConnection, request_id: str, audio_bytes: int, request: _SttRequest
+    ) -> None:
         await asyncio.sleep(self.delay)
         total = _ticks(audio_bytes)
         await ws.send(_text_message("speech.endDetected", request_id, {"Offset": total}))
@@ -302,10 +327,18 @@ class FakeAzure(ThreadedFake):
         span = total // len(phrases)
         for index, text in enumerate(phrases):
             phrase: dict[str, object] = {"Offset": index * span, "Duration": span}
-            if text:
-                phrase.update(RecognitionStatus="Success", DisplayText=text)
-            else:
+            if not text:
                 phrase.update(RecognitionStatus="NoMatch")
+            elif request.detailed:
+                best = {"Confidence": self.confidences[index % len(self.confidences)],
+                        "Lexical": text.lower().strip(".,?!"), "ITN": text, "MaskedITN": text,
+                        "Display": text}  # fmt: skip
+                phrase.update(RecognitionStatus="Success", NBest=[best])
+            else:
+                phrase.update(RecognitionStatus="Success", DisplayText=text)
+            if text and request.candidate_languages:
+                spoken = self.spoken_language or request.candidate_languages[0]
+                phrase["PrimaryLanguage"] = {"Language": spoken, "Confidence": "High"}
             await ws.send(_text_message("speech.phrase", request_id, phrase))
         await ws.send(_text_message("turn.end", request_id, {}))
 

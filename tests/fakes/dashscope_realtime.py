@@ -243,9 +243,11 @@ class _Recognition(_Connection):
         if transcript:
             await self.send(f"{prefix}.text", item_id=item_id, text=transcript, stash="")
             await self.output_sent()
+        named = (self.config.get("input_audio_transcription") or {}).get("language")
         await self.send(
-            f"{prefix}.completed", item_id=item_id, content_index=0, transcript=transcript
-        )
+            f"{prefix}.completed", item_id=item_id, content_index=0, transcript=transcript,
+            language=named or self.fake.spoken_language,
+        )  # fmt: skip
 
 
 class _Synthesis(_Connection):
@@ -341,6 +343,7 @@ class FakeDashScopeRealtime(ThreadedFake):
         self.api_key = api_key
         # A str: every turn's transcript; a list: turn N of a session gets item N ("" after).
         self.transcript = transcript
+        self.spoken_language = "zh"  # what a session that names no language is identified as
         self.sessions: list[FakeSession] = []  # per accepted connection, in order
         self.requests: list[FakeSession] = []  # in the order of their first session.update
 

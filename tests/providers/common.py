@@ -51,8 +51,8 @@ async def transcribe(
             yield audio[offset : offset + 3200]
 
     on_partial = partials.append if partials is not None else None
-    text, _ = await provider.recognize(language, pieces(), on_partial)
-    return text
+    result, _ = await provider.recognize(language, pieces(), on_partial)
+    return result.text
 
 
 async def speak(provider: TtsProvider, *texts: str, voice: str | None = None) -> bytes:

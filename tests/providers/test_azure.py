@@ -68,7 +68,7 @@ async def transcribe(
     session = await provider.open(language)
     for start in range(0, len(pcm), chunk):
         await session.send(pcm[start : start + chunk])
-    return await session.finish()
+    return (await session.finish()).text
 
 
 async def speak(
@@ -136,7 +136,7 @@ async def test_asr_streams_audio_and_joins_every_phrase(fake: FakeAzure) -> None
     for start in range(0, len(pcm), 1000):
         await session.send(pcm[start : start + 1000])
     assert await wait_for(lambda: fake.streamed_bytes == len(pcm))  # streamed before finish()
-    assert await session.finish() == "Turn on the light. And close the blinds."
+    assert (await session.finish()).text == "Turn on the light. And close the blinds."
     assert fake.received_audio == [pcm]
     assert fake.languages == ["en-US"]
     assert fake.modes == ["conversation"]
@@ -151,7 +151,7 @@ async def test_asr_reports_growing_hypotheses_while_audio_streams(fake: FakeAzur
         await session.send(pcm[start : start + 1000])
         await asyncio.sleep(0.01)
     assert partials[:2] == ["Turn", "Turn on"]  # before finish()
-    assert await session.finish() == "Turn on the light. And close the blinds."
+    assert (await session.finish()).text == "Turn on the light. And close the blinds."
     assert partials[-1] == "Turn on the light. And close the blinds."
 
 
@@ -160,6 +160,39 @@ async def test_asr_joins_cjk_without_spaces_and_skips_no_match(fake: FakeAzure) 
     provider = AzureAsrProvider(azure_config(fake), CREDENTIALS, "zh")
     assert await transcribe(provider, speech(0.5), None) == "打开灯。Hello世界and bye"
     assert fake.languages == ["zh-CN"]
+
+
+async def test_asr_reports_the_mean_confidence_of_its_phrases(fake: FakeAzure) -> None:
+    fake.confidences = [0.9, 0.6]
+    provider = AzureAsrProvider(azure_config(fake), CREDENTIALS, "en")
+    session = await provider.open("en-US")
+    await session.send(speech(0.3))
+    result = await session.finish()
+    assert result.text == "Turn on the light. And close the blinds."
+    assert result.confidence == pytest.approx(0.75)
+    assert result.language is None  # the client named it: nothing was identified
+    assert fake.queries[-1]["format"] == ["detailed"]
+
+
+async def test_asr_identifies_the_language_among_the_configured_locales(fake: FakeAzure) -> None:
+    """speech.asr.language: auto and no language from the client: the service picks one of
+    providers.azure.asr.languages, and the result says which."""
+    fake.spoken_language = "en-US"
+    config = azure_config(fake, asr=AzureAsr(languages=("zh-CN", "en-US", "ja-JP")))
+    provider = AzureAsrProvider(config, CREDENTIALS, "auto")
+    assert provider.languages == ("zh-CN", "en-US", "ja-JP")
+    assert provider.locale_for(None) is None
+    session = await provider.open(None)
+    await session.send(speech(0.3))
+    result = await session.finish()
+    assert result.text == "Turn on the light. And close the blinds." and result.language == "en-US"
+    assert fake.queries[-1]["lidEnabled"] == ["zh-CN,en-US,ja-JP"]
+    assert fake.contexts[-1]["languageId"]["mode"] == "DetectContinuous"
+    # A language the client sends still wins: no identification.
+    assert (
+        await transcribe(provider, speech(0.3), "ja") == "Turn on the light. And close the blinds."
+    )
+    assert "lidEnabled" not in fake.queries[-1] and fake.languages[-1] == "ja-JP"
 
 
 def test_join_phrases() -> None:

@@ -139,6 +139,17 @@ async def test_language_hint_follows_the_requested_language(fake: FakeDashScope)
     assert fake.requests[-1]["parameters"]["language_hints"] == ["zh"]
 
 
+async def test_auto_language_hints_every_configured_language(fake: FakeDashScope):
+    """speech.asr.language: auto: the model chooses among the configured languages; a
+    language the client sends still wins."""
+    provider = asr_provider(fake, language="auto", asr=DashScopeAsr(languages=("zh", "en", "ja")))
+    assert provider.languages == ("zh", "en", "ja")
+    await transcribe(provider, speech(0.2))
+    assert fake.requests[-1]["parameters"]["language_hints"] == ["zh", "en", "ja"]
+    await transcribe(provider, speech(0.2), "en-US")
+    assert fake.requests[-1]["parameters"]["language_hints"] == ["en"]
+
+
 @pytest.mark.parametrize(
     ("language", "hint"),
     [
@@ -181,7 +192,7 @@ async def test_audio_is_streamed_before_finish(fake: FakeDashScope):
         for offset in range(0, len(audio), 1000):
             await session.send(audio[offset : offset + 1000])
         assert await wait_for(lambda: fake.received_audio[-1] == audio)
-        assert await session.finish() == "你好。打开客厅的灯。"
+        assert (await session.finish()).text == "你好。打开客厅的灯。"
     finally:
         await session.cancel()
 

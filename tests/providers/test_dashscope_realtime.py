@@ -186,6 +186,23 @@ async def test_default_language_hint(fake: FakeDashScopeRealtime, providers: lis
     assert fake.requests[-1].updates[0]["input_audio_transcription"] == {"language": "zh"}
 
 
+async def test_auto_language_lets_the_model_identify_it(
+    fake: FakeDashScopeRealtime, providers: list[Provider]
+):
+    """speech.asr.language: auto: no language is named, the transcript says what was heard,
+    and a language the client sends still wins."""
+    fake.spoken_language = "en"
+    provider = asr_provider(providers, fake, language="auto")
+    assert "auto" not in provider.languages
+    session = await provider.open(None)
+    await session.send(speech(0.2))
+    result = await session.finish()
+    assert result.text == TRANSCRIPT and result.language == "en"
+    assert fake.requests[-1].updates[0]["input_audio_transcription"] == {}
+    assert await transcribe(provider, speech(0.2), "zh-CN") == TRANSCRIPT
+    assert fake.requests[-1].updates[0]["input_audio_transcription"] == {"language": "zh"}
+
+
 async def test_partials_grow_while_audio_streams(
     fake: FakeDashScopeRealtime, providers: list[Provider]
 ):
@@ -200,7 +217,7 @@ async def test_partials_grow_while_audio_streams(
         await asyncio.sleep(0.1)
         await session.send(b"")
         before_finish = list(partials)
-        assert await session.finish() == TRANSCRIPT
+        assert (await session.finish()).text == TRANSCRIPT
     finally:
         await session.cancel()
     assert len(before_finish) >= 3
@@ -238,7 +255,7 @@ async def test_turn_detection_without_a_final_commit(
         commits = request.server_events.count
         assert await wait_for(lambda: commits("input_audio_buffer.committed") == 2)
         await asyncio.sleep(0.2)  # the second commit has come, its transcript is delayed
-        assert await session.finish() == "一。二。"
+        assert (await session.finish()).text == "一。二。"
     finally:
         await session.cancel()
     assert "input_audio_buffer.commit" not in request.client_events
@@ -638,7 +655,7 @@ async def utterance_after_a_partial(asr: FailoverAsr, partials: list[str]) -> st
         await session.send(b"")
         await asyncio.sleep(0.01)
     await session.send(speech(0.9, seed=1))
-    return await session.finish()
+    return (await session.finish()).text
 
 
 async def test_failover_list_ends_a_request_that_failed_mid_stream(fake, providers):

@@ -227,3 +227,18 @@ def test_azure_style_options_need_a_style(tmp_path):
     text = "providers:\n  azure:\n    tts: {styledegree: 1.5}\n"
     [problem] = problems_of(write(tmp_path, text))
     assert problem.startswith("providers.azure.tts:") and "set style too" in problem
+
+
+def test_auto_language_with_azure_needs_an_identifiable_set_of_locales(tmp_path):
+    speech = "speech:\n  asr: {provider: azure, language: auto}\n"
+    assert load_config(write(tmp_path, speech)).config.speech.asr.language == "auto"
+    custom = speech + "providers:\n  azure:\n    asr: {endpoint_id: my-model}\n"
+    [problem] = problems_of(write(tmp_path, custom))
+    assert "providers.azure.asr.endpoint_id" in problem and "name the language" in problem
+    many = [f"l{index}-XX" for index in range(11)]
+    wide = speech + f"providers:\n  azure:\n    asr: {{languages: [{', '.join(many)}]}}\n"
+    [problem] = problems_of(write(tmp_path, wide))
+    assert "at most 10 locales" in problem and "lists 11" in problem
+    # A DashScope-only ASR role is not concerned by Azure's limits.
+    dashscope = custom.replace("provider: azure", "provider: dashscope")
+    assert load_config(write(tmp_path, dashscope)).config.speech.asr.language == "auto"

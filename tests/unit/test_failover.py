@@ -12,6 +12,7 @@ from satellite.config import FailoverConfig
 from satellite.errors import ErrorCode, ProviderError
 from satellite.providers.base import (
     AsrProvider,
+    AsrResult,
     AsrSession,
     PartialCallback,
     SynthesisOptions,
@@ -88,11 +89,11 @@ class ScriptedAsrSession(AsrSession):
             self.on_partial("打开")
             raise ProviderError(ErrorCode.PROVIDER_FAILED, "connection lost")
 
-    async def finish(self) -> str:
+    async def finish(self) -> AsrResult:
         self.provider.received.append(bytes(self.audio))
         if self.provider.finish_error is not None:
             raise self.provider.finish_error
-        return f"{self.provider.name} heard {len(self.audio)} bytes"
+        return AsrResult(f"{self.provider.name} heard {len(self.audio)} bytes")
 
     async def cancel(self) -> None:
         self.provider.cancelled += 1
@@ -124,7 +125,7 @@ async def utterance(asr: AsrProvider, pieces: int = 3) -> str:
     session = await asr.open("zh")
     for index in range(pieces):
         await session.send(bytes([index]) * 320)
-    return await session.finish()
+    return (await session.finish()).text
 
 
 def asr_chain(clock: Clock | None = None) -> tuple[ScriptedAsr, ScriptedAsr, FailoverAsr]:

@@ -25,6 +25,7 @@ from satellite.audio.pcm import AudioFormat
 from satellite.errors import ErrorCode, ProviderError
 from satellite.providers.base import (
     AsrProvider,
+    AsrResult,
     AsrSession,
     PartialCallback,
     SynthesisOptions,
@@ -51,11 +52,11 @@ class ScriptedSession(AsrSession):
             self.on_partial(self.provider.hypotheses[self.pieces])
         self.pieces += 1
 
-    async def finish(self) -> str:
+    async def finish(self) -> AsrResult:
         self.provider.received.append(bytes(self.audio))
         if self.provider.fail_on_finish:
             raise ProviderError(ErrorCode.TIMEOUT, "no answer within 1 s")
-        return "你好。打开客厅的灯。"
+        return AsrResult("你好。打开客厅的灯。", 0.9, self.provider.identified_language)
 
     async def cancel(self) -> None:
         self.provider.cancelled += 1
@@ -69,6 +70,7 @@ class ScriptedAsr(AsrProvider):
         self.languages_opened: list[str | None] = []
         self.fail_on_open = False
         self.fail_on_finish = False
+        self.identified_language: str | None = None  # as a service identifying it would say
         self.cancelled = 0
         # Whole hypotheses, one after each piece of audio; "打开可" is revised to "打开客厅".
         self.hypotheses = ["你好", "你好。", "你好。打开可", "你好。打开客厅", "你好。打开客厅的"]
@@ -155,6 +157,19 @@ async def test_transcribe_with_odd_chunks_reaches_provider_byte_exact(endpoint):
     assert event.type == "transcript" and event.data["text"] == "你好。打开客厅的灯。"
     assert asr.received == [audio]
     assert asr.languages_opened == ["zh"]
+    await client.disconnect()
+
+
+async def test_transcript_names_the_language_the_service_identified(endpoint):
+    """With speech.asr.language: auto and no language from the client, the provider
+    identifies it: the transcript says which, so HA's pipeline can follow."""
+    asr, _, port = endpoint
+    asr.identified_language = "en-US"
+    client = await connect(port)
+    await send_utterance(client, bytes(3200), chunk_bytes=320)
+    event = await read(client)
+    assert event.type == "transcript" and event.data["language"] == "en-US"
+    assert asr.languages_opened == [None]
     await client.disconnect()
 
 
