@@ -266,6 +266,7 @@ def _devices(_: argparse.Namespace) -> int:
 
 def _mic_test(args: argparse.Namespace) -> int:
     from .audio.meter import run_meter
+    from .audio.mic import MicError
     from .wake.engine import WakeModelError
 
     loaded = _load_or_report(args.config)
@@ -292,6 +293,9 @@ def _mic_test(args: argparse.Namespace) -> int:
         asyncio.run(run_meter(satellite, args.seconds))
     except WakeModelError as exc:
         print(f"cannot load the wake word: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except MicError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     except KeyboardInterrupt:
         print()

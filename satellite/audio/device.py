@@ -18,6 +18,7 @@ import pyaudio
 
 from ..config import MicConfig, SpeakerConfig
 from .pcm import AudioFormat, numpy_module
+from .quiet import quiet_audio_libraries
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,10 +79,16 @@ def _devices(pa: pyaudio.PyAudio) -> list[DeviceInfo]:
     ]
 
 
+def _portaudio() -> pyaudio.PyAudio:
+    """PortAudio started, with the audio libraries' probing messages silenced."""
+    quiet_audio_libraries()
+    return pyaudio.PyAudio()
+
+
 def list_devices() -> list[DeviceInfo]:
     """Every PortAudio device (blocking; for the command line)."""
     with _PORTAUDIO_LOCK:
-        pa = pyaudio.PyAudio()
+        pa = _portaudio()
         try:
             return _devices(pa)
         finally:
@@ -89,18 +96,30 @@ def list_devices() -> list[DeviceInfo]:
 
 
 def _device_index(pa: pyaudio.PyAudio, wanted: str | int | None, is_input: bool) -> int | None:
-    """The index of the configured device: None (default), an index, or part of a name."""
-    if wanted is None:
-        return None
-    usable = [d for d in _devices(pa) if (d.inputs if is_input else d.outputs) > 0]
-    for device in usable:
-        if wanted == device.index or (
-            isinstance(wanted, str) and wanted.lower() in device.name.lower()
-        ):
-            return device.index
+    """The index of the configured device: None (default), an index, or part of a name.
+
+    LookupError naming the devices there are when it is not there (PortAudio's own text
+    for a missing default input device speaks of "output")."""
     kind = "input" if is_input else "output"
+    default = pa.get_default_input_device_info if is_input else pa.get_default_output_device_info
+    usable = [d for d in _devices(pa) if (d.inputs if is_input else d.outputs) > 0]
+    if wanted is None:
+        with contextlib.suppress(OSError):
+            default()
+            return None
+        missing = f"no default {kind} device"
+    else:
+        for device in usable:
+            if wanted == device.index or (
+                isinstance(wanted, str) and wanted.lower() in device.name.lower()
+            ):
+                return device.index
+        missing = f"no {kind} device {wanted!r}"
     names = ", ".join(repr(d.name) for d in usable) or "none"
-    raise LookupError(f"no {kind} device {wanted!r}; {kind} devices: {names}")
+    raise LookupError(
+        f"{missing} ({kind} devices here: {names}); check that it is plugged in and listed by "
+        "'voice-satellite devices'"
+    )
 
 
 _Call = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
@@ -213,7 +232,7 @@ class PyAudioDevice:
     def _open(self, fmt: AudioFormat, frames_per_buffer: int | None) -> None:
         with _PORTAUDIO_LOCK:
             if self._pa is None:
-                self._pa = pyaudio.PyAudio()
+                self._pa = _portaudio()
             index = _device_index(self._pa, self._device, self._is_input)
             self._stream = self._pa.open(
                 rate=fmt.rate,

@@ -52,10 +52,13 @@ async def run_meter(
     seconds: float | None,
     write: Callable[[str], None] = sys.stdout.write,
 ) -> int:
-    """Print one meter line per 100 ms of mic audio; returns the number of lines."""
+    """Print one meter line per 100 ms of mic audio; returns the number of lines.
+
+    Raises MicError at once when the mic cannot be opened or stops delivering: a person is
+    waiting on this command, so it does not retry the way the daemon does."""
     front = build_front_end(config)
     models = [model.name for model in front.wake.engine.models] if front.wake else []
-    mic = Mic(config.mic, chunk_ms=100)
+    mic = Mic(config.mic, chunk_ms=100, retry=False)
     end = None if seconds is None else time.monotonic() + seconds
     ending = "\r" if sys.stdout.isatty() else "\n"
     lines = 0

@@ -171,12 +171,14 @@ class Mic:
     """Reads the configured microphone forever as 16 kHz mono s16le chunks.
 
     Device failures never reach the reader: they are logged (once per outage) and the device
-    is reopened with exponential backoff. Every backend is paced to real time, because files
-    (and the file-backed ALSA device of the tests) deliver instantly.
+    is reopened with exponential backoff; with ``retry=False`` (a command a person waits on)
+    the first failure is raised as MicError instead. Every backend is paced to real time,
+    because files (and the file-backed ALSA device of the tests) deliver instantly.
     """
 
-    def __init__(self, config: MicConfig, chunk_ms: int = 100) -> None:
+    def __init__(self, config: MicConfig, chunk_ms: int = 100, *, retry: bool = True) -> None:
         self.config = config
+        self._retry = retry
         self._chunk_ms = chunk_ms
         self._chunk_seconds = chunk_ms / 1000
         self._chunk_bytes = SPEECH_FORMAT.rate * chunk_ms // 1000 * SPEECH_FORMAT.frame_bytes
@@ -206,6 +208,9 @@ class Mic:
                         delay = _RETRY_FIRST_SECONDS
                     yield chunk
             except _FAILURES as exc:
+                if not self._retry:
+                    reason = str(exc) or type(exc).__name__
+                    raise MicError(f"microphone {self.description}: {reason}") from exc
                 if not self._closed.is_set():
                     self._report(exc, delay)
             finally:

@@ -75,3 +75,31 @@ def test_mic_test_refuses_a_threshold_out_of_range(tmp_path):
     config.write_text("satellite: {mic: {backend: file, file: /dev/null}}\n")
     result = run_cli("mic-test", "--config", str(config), "--threshold", "1.5", "--seconds", "1")
     assert result.returncode != 0 and "threshold" in result.stderr
+
+
+def test_audio_library_probing_never_reaches_the_terminal(tmp_path):
+    """PortAudio probes every ALSA PCM and the JACK server; on a device without a sound
+    card or JACK that is about 70 lines of C-library chatter before the answer."""
+    env = {name: value for name, value in os.environ.items() if name != "ALSA_CONFIG_PATH"}
+    result = subprocess.run(
+        [sys.executable, "-m", "satellite", "devices"],
+        cwd=REPO, capture_output=True, text=True, timeout=30, env=env,
+    )  # fmt: skip
+    assert result.stdout.splitlines()[0].split() == ["index", "in", "out", "rate", "name"]
+    # Only the command's own answer: no devices at all on a machine without a sound card.
+    assert result.stderr.strip() in ("", "no audio devices found"), result.stderr
+
+
+def test_mic_test_without_a_mic_ends_at_once_naming_the_input_device(tmp_path, monkeypatch):
+    use_file_alsa(tmp_path, monkeypatch, source=None)  # the capture device cannot open
+    config = tmp_path / "config.yaml"
+    config.write_text("satellite: {mic: {backend: pyaudio}}\n")
+    result = run_cli("mic-test", "--config", str(config), "--seconds", "60", timeout=20)
+    assert result.returncode == 1
+    assert "error: microphone default pyaudio device" in result.stderr
+    assert "output" not in result.stderr.split("error:", 1)[1]
+    config.write_text("satellite: {mic: {backend: pyaudio, device: usb-mic}}\n")
+    result = run_cli("mic-test", "--config", str(config), "--seconds", "60", timeout=20)
+    assert result.returncode == 1
+    assert "no input device 'usb-mic' (input devices here: none)" in result.stderr
+    assert "'voice-satellite devices'" in result.stderr

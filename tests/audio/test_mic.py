@@ -156,7 +156,8 @@ async def test_a_missing_device_is_logged_once_and_retried_until_closed(
     assert time.monotonic() - began < 1.0
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert "no input device 'no-such-mic'; input devices: 'default'" in warnings[0]
+    assert "no input device 'no-such-mic' (input devices here: 'default')" in warnings[0]
+    assert "'voice-satellite devices'" in warnings[0]
 
 
 async def test_pyaudio_recovers_when_the_device_comes_back(tmp_path, monkeypatch, caplog):
