@@ -32,7 +32,7 @@ from .recording import Recorder
 from .systemd import Notifier
 
 if TYPE_CHECKING:
-    from .speech.server import SpeechService
+    from .speech.requests import SpeechService
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -98,7 +98,8 @@ class _Role(ABC):
 
 class _SpeechRole(_Role):
     async def start(self, loaded: LoadedConfig) -> None:
-        from .speech.server import SpeechEndpoint, SpeechHandler
+        from .speech.requests import SpeechEndpoint
+        from .speech.server import SpeechHandler
 
         config = loaded.config.speech
         self.name = config.name or _default_name("speech")
@@ -115,7 +116,7 @@ class _SpeechRole(_Role):
     def _build_service(self, loaded: LoadedConfig) -> SpeechService:
         from .providers.registry import build_asr, build_tts
         from .speech.info import build_info
-        from .speech.server import SpeechService
+        from .speech.requests import SpeechService
 
         asr, tts = build_asr(loaded), build_tts(loaded)
         service = SpeechService(

@@ -32,7 +32,8 @@ from satellite.buffers import BoundedQueue, BufferFull
 from satellite.config import LimitsConfig, SatelliteConfig, SpeakerConfig
 from satellite.connections import Connections, allowed
 from satellite.providers.base import SynthesisOptions, TtsProvider, Voice
-from satellite.speech.server import SpeechEndpoint, SpeechHandler, SpeechService
+from satellite.speech.requests import SpeechEndpoint, SpeechService
+from satellite.speech.server import SpeechHandler
 from satellite.wyoming_handler import BadRequest, GuardedHandler, audio_format_of
 from tests.wyoming_client import connect, read
 

@@ -22,7 +22,8 @@ from satellite.audio.pcm import SPEECH_FORMAT, AudioFormat
 from satellite.config import RecordingsConfig
 from satellite.recording import MAX_SECONDS, Recorder
 from satellite.speech.info import build_info
-from satellite.speech.server import SpeechEndpoint, SpeechHandler, SpeechService
+from satellite.speech.requests import SpeechEndpoint, SpeechService
+from satellite.speech.server import SpeechHandler
 from tests.providers.common import wait_for
 from tests.unit.test_speech_server import ScriptedAsr, ScriptedTts
 from tests.wyoming_client import connect, read_until, send_utterance

@@ -33,7 +33,8 @@ from satellite.providers.base import (
     Voice,
 )
 from satellite.speech.info import build_info
-from satellite.speech.server import SpeechEndpoint, SpeechHandler, SpeechService
+from satellite.speech.requests import SpeechEndpoint, SpeechService
+from satellite.speech.server import SpeechHandler
 from tests.wyoming_client import connect, read, read_until, send_utterance
 
 
