@@ -227,3 +227,21 @@ def test_azure_style_options_need_a_style(tmp_path):
     text = "providers:\n  azure:\n    tts: {styledegree: 1.5}\n"
     [problem] = problems_of(write(tmp_path, text))
     assert problem.startswith("providers.azure.tts:") and "set style too" in problem
+
+
+def test_qwen_http_voice_models(tmp_path):
+    def section(tts: dict) -> object:
+        raw = {"providers": {"dashscope": {"tts": tts}}}
+        return parse_config(raw, "test").config.providers.dashscope
+
+    qwen3 = section({"model": "qwen3-tts-flash", "language_type": "English"})
+    assert (qwen3.tts.default_voice, qwen3.tts.default_sample_rate) == ("Cherry", 24000)
+    assert qwen3.tts.language_type == "English"
+    assert qwen3.http_url == "https://dashscope.aliyuncs.com/api/v1"
+    assert section({"model": "qwen-tts", "sample_rate": 24000}).tts.default_voice == "Cherry"
+    text = "providers:\n  dashscope:\n    tts: {model: qwen-tts, sample_rate: 16000}\n"
+    [problem] = problems_of(write(tmp_path, text))
+    assert problem.startswith("providers.dashscope.tts:") and "24000 Hz audio only" in problem
+    text = "providers:\n  dashscope:\n    http_url: wss://dashscope.aliyuncs.com/api/v1\n"
+    [problem] = problems_of(write(tmp_path, text))
+    assert problem.startswith("providers.dashscope.http_url:") and "HTTP URL" in problem
