@@ -35,6 +35,7 @@ from satellite.providers.base import Deadlines
 from tests.e2e.daemon import Daemon
 from tests.fakes.azure import FakeAzure
 from tests.fakes.dashscope import FakeDashScope
+from tests.fakes.dashscope_http import FakeDashScopeHttp
 from tests.fakes.dashscope_realtime import FakeDashScopeRealtime
 from tests.wyoming_client import connect, read, read_until, send_utterance
 
@@ -51,16 +52,22 @@ class Fakes:
     dashscope: FakeDashScope
     realtime: FakeDashScopeRealtime
     azure: FakeAzure
+    http: FakeDashScopeHttp
 
 
 @contextlib.contextmanager
 def running_fakes(delay: float) -> Iterator[Fakes]:
     """The fake providers on 127.0.0.1, each answering after ``delay`` seconds."""
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-    with FakeDashScope() as dashscope, FakeDashScopeRealtime() as realtime, FakeAzure() as azure:
-        for fake in (dashscope, realtime, azure):
+    with (
+        FakeDashScope() as dashscope,
+        FakeDashScopeRealtime() as realtime,
+        FakeAzure() as azure,
+        FakeDashScopeHttp() as http,
+    ):
+        for fake in (dashscope, realtime, azure, http):
             fake.delay = delay
-        yield Fakes(dashscope, realtime, azure)
+        yield Fakes(dashscope, realtime, azure, http)
 
 
 def timeouts_yaml(deadlines: Deadlines) -> str:
@@ -92,6 +99,7 @@ providers:
   dashscope:
     websocket_url: {fakes.dashscope.url}
     realtime_url: {fakes.realtime.url}
+    http_url: {fakes.http.url}
     warm_connections: {warm}
 {timeouts_line("dashscope")}{models}  azure:
     host: {fakes.azure.host}
@@ -177,6 +185,7 @@ class ProviderPath:
     url: Callable[[Fakes], str] = lambda fakes: ""
     models: dict[str, str] = field(default_factory=dict)
     first_audio_sent: Callable[[Fakes], list[float]] | None = None  # TTS: the fake's stamps
+    warm: bool = True  # warm_connections applies (HTTP: none are opened ahead)
 
 
 TTS_PATHS = [
@@ -194,6 +203,15 @@ TTS_PATHS = [
         lambda f: f.realtime.url,
         {"tts": "qwen3-tts-flash-realtime"},
         lambda f: f.realtime.first_audio_sent,
+    ),
+    ProviderPath(
+        "Qwen HTTP (qwen3-tts-flash)",
+        "dashscope",
+        "qwen-http-tts",
+        lambda f: f.http.url,
+        {"tts": "qwen3-tts-flash"},
+        lambda f: [r.first_audio_at or 0.0 for r in f.http.requests],
+        warm=False,
     ),
     ProviderPath(
         "Azure",
@@ -275,7 +293,9 @@ async def bench_tts(fakes: Fakes, workdir: Path, runs: int, asr_seconds: float) 
     for path in TTS_PATHS:
         sent = path.first_audio_sent
         stamps = None if sent is None else functools.partial(sent, fakes)
-        for warm in (0, 1) if path.direct else (0,):  # espeak-ng: no connection to keep warm
+        # espeak-ng has no connection to keep warm; the HTTP path keeps its connection alive
+        # between requests but opens none ahead.
+        for warm in (0, 1) if path.direct and path.warm else (0,):
             text = config(fakes, "azure", path.provider, warm, models=path.models)
             async with daemon_for(workdir, text) as daemon:
                 with measured(daemon, runs) as used:

@@ -166,6 +166,26 @@ def qwen_tts(url: str, _seconds: float) -> float:
     return first_audio[0] - sent
 
 
+def qwen_http_tts(url: str, _seconds: float) -> float:
+    from dashscope import MultiModalConversation
+
+    first_audio: list[float] = []
+    sent = time.monotonic()
+    responses = MultiModalConversation.call(
+        model="qwen3-tts-flash",
+        text=TEXT,
+        voice="Cherry",
+        stream=True,
+        api_key=DASHSCOPE_KEY,
+        base_address=url,
+    )
+    for response in responses:
+        assert response.status_code == 200, response.message
+        if response.output.audio.data:
+            first_audio.append(time.monotonic())
+    return first_audio[0] - sent
+
+
 def azure_tts(host: str, _seconds: float) -> float:
     import azure.cognitiveservices.speech as speechsdk
 
@@ -190,6 +210,7 @@ PATHS: dict[str, Callable[[str, float], float]] = {
     "azure-asr": azure_asr,
     "cosyvoice": cosyvoice,
     "qwen-tts": qwen_tts,
+    "qwen-http-tts": qwen_http_tts,
     "azure-tts": azure_tts,
 }
 

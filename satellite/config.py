@@ -65,6 +65,13 @@ def _check_ws_url(value: str) -> str:
     return value
 
 
+def _check_http_url(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("expected an HTTP URL, https://HOST[:PORT]/PATH or http://...")
+    return value
+
+
 # --- DashScope ---------------------------------------------------------------
 
 
@@ -141,14 +148,17 @@ class DashScopeAsr(Model):
 
 
 class DashScopeTts(Model):
-    # cosyvoice-v2 / cosyvoice-v1 (inference API), or qwen3-tts-flash-realtime /
-    # qwen-tts-realtime. Each offers its own voices.
+    # cosyvoice-v2 / cosyvoice-v1 (inference API), qwen3-tts-flash-realtime /
+    # qwen-tts-realtime (realtime API), or qwen3-tts-flash / qwen-tts (HTTP API, one request
+    # per sentence). Each offers its own voices.
     model: str = "cosyvoice-v2"
     allow_unlisted_model: bool = False  # as for asr; such a model needs its voice named
     # None: the model's default (cosyvoice-v2: longxiaochun_v2, cosyvoice-v1: longwan,
     # Qwen: Cherry).
     voice: str | None = None
-    sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] | None = None  # None: model's
+    # None: the model's. The HTTP models (qwen3-tts-flash, qwen-tts) give 24000 only, and
+    # take none of speech_rate, pitch, volume and mode.
+    sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] | None = None
     speech_rate: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
     pitch: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
     volume: Annotated[int, Field(ge=0, le=100)] = 50
@@ -157,7 +167,9 @@ class DashScopeTts(Model):
     # Qwen realtime models only. server_commit: the server decides when to speak the text
     # streamed so far; commit: each complete sentence is committed as soon as it is known.
     mode: Literal["server_commit", "commit"] = "server_commit"
-    language_type: str | None = None  # e.g. Chinese, English, Auto (the model's default)
+    # Qwen models: the language of the text, e.g. Chinese, English, Auto (None: the model's
+    # default, Auto: read from the text).
+    language_type: str | None = None
     instructions: str | None = None  # speaking instructions, for models that take them
 
     _model = model_validator(mode="after")(_listed_model(TTS_MODELS, "text-to-speech"))
@@ -167,6 +179,16 @@ class DashScopeTts(Model):
         if self.voice is None and tts_model(self.model).default_voice is None:
             raise ValueError(
                 f"model {self.model!r} is not listed, so it has no default voice: set voice"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _http_models_give_24_khz(self) -> DashScopeTts:
+        model = tts_model(self.model)
+        if model.api == "http" and self.sample_rate not in (None, model.sample_rate):
+            raise ValueError(
+                f"model {self.model!r} gives {model.sample_rate} Hz audio only: "
+                "remove sample_rate or set it to that"
             )
         return self
 
@@ -187,6 +209,9 @@ class DashScopeConfig(Model):
     websocket_url: str = "wss://dashscope.aliyuncs.com/api-ws/v1/inference"
     # Endpoint of the Qwen realtime models (the SDK appends ?model=...).
     realtime_url: str = "wss://dashscope.aliyuncs.com/api-ws/v1/realtime"
+    # Base of the HTTP API (qwen3-tts-flash, qwen-tts); the international endpoint is
+    # https://dashscope-intl.aliyuncs.com/api/v1.
+    http_url: str = "https://dashscope.aliyuncs.com/api/v1"
     timeouts: Timeouts = Timeouts()
     # Connections opened ahead of requests, per role (0: connect on demand).
     warm_connections: WarmConnections = 1
@@ -194,6 +219,7 @@ class DashScopeConfig(Model):
     tts: DashScopeTts = DashScopeTts()
 
     _url = field_validator("websocket_url", "realtime_url")(_check_ws_url)
+    _http = field_validator("http_url")(_check_http_url)
 
 
 # --- Azure -------------------------------------------------------------------

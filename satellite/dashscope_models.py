@@ -3,7 +3,8 @@ gives, and, for voices, its system voices and default voice.
 
 A model released after this version can still be named, with ``allow_unlisted_model: true``
 in its role's section: it is then served by the API its name suggests (``qwen...realtime``:
-the realtime API) at the sample rate its name suggests (``-8k-``: 8 kHz).
+the realtime API; another ``qwen...tts``: the HTTP API) at the sample rate its name suggests
+(``-8k-``: 8 kHz).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Api = Literal["inference", "realtime"]
+Api = Literal["inference", "realtime", "http"]
 
 _ZH_EN = ("zh", "en")
 _QWEN3_LANGUAGES = ("zh", "en", "es", "ru", "it", "fr", "ko", "ja", "de", "pt")
@@ -20,7 +21,9 @@ _QWEN3_LANGUAGES = ("zh", "en", "es", "ru", "it", "fr", "ko", "ja", "de", "pt")
 @dataclass(frozen=True)
 class DashScopeModel:
     name: str
-    api: Api  # inference: /api-ws/v1/inference (paraformer, fun-asr, CosyVoice); realtime: Qwen
+    # inference: /api-ws/v1/inference (paraformer, fun-asr, CosyVoice); realtime: the Qwen
+    # realtime websocket; http: Qwen TTS over HTTP, streamed as server-sent events
+    api: Api
     sample_rate: int  # ASR: the audio it takes; TTS: the audio it gives unless configured
     languages: tuple[str, ...] = ()  # TTS: what its system voices speak
     voices: tuple[tuple[str, str], ...] = ()  # TTS: (voice, description), the default first
@@ -99,17 +102,25 @@ TTS_MODELS = {
         DashScopeModel("qwen3-tts-flash-realtime", "realtime", 24000, _QWEN3_LANGUAGES,
                        _QWEN3_TTS_VOICES),
         DashScopeModel("qwen-tts-realtime", "realtime", 24000, _ZH_EN, _QWEN_TTS_VOICES),
+        DashScopeModel("qwen3-tts-flash", "http", 24000, _QWEN3_LANGUAGES, _QWEN3_TTS_VOICES),
+        DashScopeModel("qwen-tts", "http", 24000, _ZH_EN, _QWEN_TTS_VOICES),
     )
 }  # fmt: skip
 
 
 def _unlisted(name: str, role: Literal["asr", "tts"]) -> DashScopeModel:
     """What a model this version does not list is taken to be, from its name."""
-    api: Api = "realtime" if name.startswith("qwen") and "realtime" in name else "inference"
+    api: Api = "inference"
+    if name.startswith("qwen") and "realtime" in name:
+        api = "realtime"
+    elif name.startswith("qwen") and "tts" in name and role == "tts":
+        api = "http"
     if role == "asr":
         options = frozenset(RECOGNITION_OPTIONS) if api == "inference" else frozenset()
         return DashScopeModel(name, api, 8000 if "-8k-" in name else 16000, options=options)
-    family = TTS_MODELS["qwen3-tts-flash-realtime" if api == "realtime" else "cosyvoice-v2"]
+    family = TTS_MODELS[
+        {"realtime": "qwen3-tts-flash-realtime", "http": "qwen3-tts-flash"}.get(api, "cosyvoice-v2")
+    ]
     return DashScopeModel(name, api, family.sample_rate, family.languages)
 
 

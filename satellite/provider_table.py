@@ -73,10 +73,15 @@ def _dashscope_asr(config: DashScopeConfig, credentials: Credentials, language: 
 
 
 def _dashscope_tts(config: DashScopeConfig, credentials: Credentials, voice: str | None):
-    if tts_model(config.tts.model).api == "realtime":
+    api = tts_model(config.tts.model).api
+    if api == "realtime":
         from .providers.dashscope_realtime_tts import QwenRealtimeTtsProvider
 
         return QwenRealtimeTtsProvider(config, credentials, voice)
+    if api == "http":
+        from .providers.dashscope_http_tts import QwenHttpTtsProvider
+
+        return QwenHttpTtsProvider(config, credentials, voice)
     from .providers.dashscope_tts import DashScopeTtsProvider
 
     return DashScopeTtsProvider(config, credentials, voice)

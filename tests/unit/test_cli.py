@@ -187,3 +187,19 @@ def test_check_config_warns_of_auto_gain_without_noise_suppression(tmp_path: Pat
     fixed = mic.replace("auto_gain: 31", "auto_gain: 31, noise_suppression: 2")
     config = write_config(tmp_path / "c.yaml", f"satellite: {{enabled: true, mic: {fixed}}}\n")
     assert "auto_gain" not in run_cli("check-config", "--config", config).stdout
+
+
+def test_voices_of_a_qwen_http_model(tmp_path: Path):
+    config = write_config(
+        tmp_path / "config.yaml",
+        """
+speech: {tts: {provider: dashscope}}
+providers:
+  dashscope: {tts: {model: qwen-tts, voice: Ethan}}
+""",
+    )
+    result = run_cli("voices", "--config", config)
+    assert result.returncode == 0, result.stderr
+    rows = [row.split() for row in result.stdout.splitlines()[1:]]
+    assert rows[0][:2] == ["*", "Ethan"]
+    assert [row[0] for row in rows[1:]] == ["Cherry", "Serena", "Chelsie"]

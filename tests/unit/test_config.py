@@ -242,3 +242,21 @@ def test_auto_language_with_azure_needs_an_identifiable_set_of_locales(tmp_path)
     # A DashScope-only ASR role is not concerned by Azure's limits.
     dashscope = custom.replace("provider: azure", "provider: dashscope")
     assert load_config(write(tmp_path, dashscope)).config.speech.asr.language == "auto"
+
+
+def test_qwen_http_voice_models(tmp_path):
+    def section(tts: dict) -> object:
+        raw = {"providers": {"dashscope": {"tts": tts}}}
+        return parse_config(raw, "test").config.providers.dashscope
+
+    qwen3 = section({"model": "qwen3-tts-flash", "language_type": "English"})
+    assert (qwen3.tts.default_voice, qwen3.tts.default_sample_rate) == ("Cherry", 24000)
+    assert qwen3.tts.language_type == "English"
+    assert qwen3.http_url == "https://dashscope.aliyuncs.com/api/v1"
+    assert section({"model": "qwen-tts", "sample_rate": 24000}).tts.default_voice == "Cherry"
+    text = "providers:\n  dashscope:\n    tts: {model: qwen-tts, sample_rate: 16000}\n"
+    [problem] = problems_of(write(tmp_path, text))
+    assert problem.startswith("providers.dashscope.tts:") and "24000 Hz audio only" in problem
+    text = "providers:\n  dashscope:\n    http_url: wss://dashscope.aliyuncs.com/api/v1\n"
+    [problem] = problems_of(write(tmp_path, text))
+    assert problem.startswith("providers.dashscope.http_url:") and "HTTP URL" in problem
