@@ -394,14 +394,6 @@ class SpeechConfig(Model):
 
     _uri = field_validator("uri")(_check_server_uri)
 
-    @model_validator(mode="after")
-    def _voice_fits_provider(self) -> SpeechConfig:
-        voice = self.tts.voice
-        problem = None if voice is None else PROVIDERS[self.tts.provider[0]].voice_check(voice)
-        if problem:
-            raise ValueError(problem)
-        return self
-
 
 # --- Satellite ---------------------------------------------------------------
 
@@ -573,6 +565,15 @@ class Config(Model):
     providers: Providers = Providers()
 
     @model_validator(mode="after")
+    def _voice_fits_provider(self) -> Config:
+        voice, provider = self.speech.tts.voice, self.speech.tts.provider[0]
+        if voice is not None:
+            problem = PROVIDERS[provider].voice_check(getattr(self.providers, provider), voice)
+            if problem:
+                raise ValueError(f"speech.{problem}")
+        return self
+
+    @model_validator(mode="after")
     def _azure_can_identify(self) -> Config:
         """Azure identifies a language among at most 10 locales, and not with a Custom
         Speech model (trained for one language)."""
@@ -678,7 +679,7 @@ def _apply_default_secrets(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe(error: dict[str, Any]) -> str:
-    path = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    path = ".".join(str(p) for p in error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
         return (
@@ -687,6 +688,8 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"{path}: required key is missing"
     message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a check across sections: its message names the keys
+        return message
     given = error.get("input")
     shown = (
         "" if isinstance(given, dict | list) or kind.startswith("model_") else f" (got {given!r})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,8 +26,9 @@ AsrLoader = Callable[[Any, "Credentials", "str | None"], "AsrProvider"]
 TtsLoader = Callable[[Any, "Credentials", "str | None"], "TtsProvider"]
 # The provider's config section and a function naming how to set a key path -> problems.
 SetupCheck = Callable[[Any, Callable[[str], str]], list[str]]
-# A voice named in speech.tts.voice -> why this provider cannot speak it, or None.
-VoiceCheck = Callable[[str], "str | None"]
+# The provider's config section and a voice named in speech.tts.voice -> why this provider
+# cannot speak it, or None (also when it cannot tell).
+VoiceCheck = Callable[[Any, str], "str | None"]
 
 AZURE_VOICE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)+$")  # LOCALE-NameNeural
 
@@ -44,7 +46,7 @@ class ProviderSpec:
     setup_check: SetupCheck
     asr: AsrLoader | None = None
     tts: TtsLoader | None = None
-    voice_check: VoiceCheck = lambda _voice: None
+    voice_check: VoiceCheck = lambda _section, _voice: None
 
     @property
     def key_path(self) -> str | None:
@@ -96,7 +98,7 @@ def _dashscope_setup(config: DashScopeConfig, hint: Callable[[str], str]) -> lis
     ]
 
 
-def _dashscope_voice(voice: str) -> str | None:
+def _dashscope_voice(_config: DashScopeConfig, voice: str) -> str | None:
     if not AZURE_VOICE.match(voice):
         return None
     return (
@@ -136,7 +138,7 @@ def _azure_setup(config: AzureConfig, hint: Callable[[str], str]) -> list[str]:
     return problems
 
 
-def _azure_voice(voice: str) -> str | None:
+def _azure_voice(_config: AzureConfig, voice: str) -> str | None:
     if AZURE_VOICE.match(voice):
         return None
     return (
@@ -163,6 +165,24 @@ def _espeak_setup(config: EspeakConfig, _hint: Callable[[str], str]) -> list[str
     ]
 
 
+def _espeak_voice(config: EspeakConfig, voice: str) -> str | None:
+    """Asks the program itself, which knows its voices, languages and variants (en-us+f3)."""
+    if shutil.which(config.program) is None:
+        return None  # the setup check says what to install
+    try:
+        spoken = subprocess.run(
+            [config.program, "-q", "-v", voice, ""], capture_output=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if spoken.returncode == 0:
+        return None
+    return (
+        f"tts.voice {voice!r} is not an espeak-ng voice (espeak-ng --voices lists them, e.g. "
+        "en-us, cmn, de); set one or remove tts.voice to use providers.espeak.voice"
+    )
+
+
 PROVIDERS: dict[str, ProviderSpec] = {
     spec.name: spec
     for spec in (
@@ -180,7 +200,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             "espeak", "eSpeak NG", "eSpeak NG", "https://github.com/espeak-ng/espeak-ng",
-            None, {}, _espeak_setup, tts=_espeak_tts,
+            None, {}, _espeak_setup, tts=_espeak_tts, voice_check=_espeak_voice,
         ),
     )
 }  # fmt: skip
