@@ -678,8 +678,38 @@ def _apply_default_secrets(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def _describe(error: dict[str, Any]) -> str:
-    path = ".".join(str(p) for p in error["loc"])
+# pydantic's error types -> what the key expects, in the words of someone editing YAML.
+_EXPECTED = {
+    **dict.fromkeys(("tuple_type", "list_type", "set_type"), "a list, e.g. [a, b]"),
+    **dict.fromkeys(
+        ("dict_type", "model_type", "model_attributes_type"), "a section: keys indented below it"
+    ),
+    **dict.fromkeys(("int_type", "int_parsing", "int_from_float"), "a whole number"),
+    **dict.fromkeys(("float_type", "float_parsing"), "a number"),
+    **dict.fromkeys(("bool_type", "bool_parsing"), "true or false"),
+    "string_type": "text (in quotes if YAML reads it as a number or true/false)",
+    "greater_than_equal": "a number of at least {ge}",
+    "greater_than": "a number above {gt}",
+    "less_than_equal": "a number of at most {le}",
+    "less_than": "a number below {lt}",
+    "literal_error": "one of: {expected}",
+    "enum": "one of: {expected}",
+    "too_short": "at least {min_length} item(s)",
+    "too_long": "at most {max_length} item(s)",
+}
+
+
+def _key_path(location: tuple[Any, ...]) -> str:
+    """``providers.azure.asr.languages[0]`` for pydantic's location of a value."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path
+
+
+def _describe(error: dict[str, Any], unset: Mapping[str, tuple[str, ...]]) -> str:
+    location = error["loc"]
+    path = _key_path(location)
     kind = error["type"]
     if kind == "extra_forbidden":
         return (
@@ -687,13 +717,21 @@ def _describe(error: dict[str, Any]) -> str:
         )
     if kind == "missing":
         return f"{path}: required key is missing"
-    message = error["msg"].removeprefix("Value error, ")
-    if not error["loc"]:  # a check across sections: its message names the keys
-        return message
+    if not location:  # a check across sections: its message names the keys
+        return error["msg"].removeprefix("Value error, ")
+    expected = _EXPECTED.get(kind)
+    if expected is None:
+        message = error["msg"].removeprefix("Value error, ")
+    else:
+        context = {
+            name: str(value).replace("'", "") for name, value in error.get("ctx", {}).items()
+        }
+        message = "expected " + expected.format_map(context)
     given = error.get("input")
-    shown = (
-        "" if isinstance(given, dict | list) or kind.startswith("model_") else f" (got {given!r})"
-    )
+    shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+    variables = unset.get(".".join(map(str, location)))
+    if variables:
+        shown = f" (the environment variable {', '.join(variables)} is not set)"
     return f"{path}: {message}{shown}"
 
 
@@ -720,7 +758,7 @@ def parse_config(raw: Any, source: str) -> LoadedConfig:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(e) for e in exc.errors(include_url=False)]
+        problems = [_describe(e, unset) for e in exc.errors(include_url=False)]
         raise ConfigError(source, problems) from None
     return LoadedConfig(
         config=config, source=source, unset_env=unset, written_secrets=_written_secrets(raw)

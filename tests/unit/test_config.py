@@ -113,6 +113,38 @@ providers:
     assert any(p.startswith("providers.dashscope.timeouts.connect:") for p in problems)
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("providers:\n  azure:\n    asr: {languages: zh-CN}\n",
+         "providers.azure.asr.languages: expected a list, e.g. [a, b] (got 'zh-CN')"),
+        ("speech:\n  asr: dashscope\n",
+         "speech.asr: expected a section: keys indented below it (got 'dashscope')"),
+        ("providers:\n  dashscope:\n    asr: {languages: [zh, 1]}\n",
+         "providers.dashscope.asr.languages[1]: expected text (in quotes if YAML reads it as a "
+         "number or true/false) (got 1)"),
+        ("satellite:\n  vad: {aggressiveness: 7}\n",
+         "satellite.vad.aggressiveness: expected a number of at most 3 (got 7)"),
+        ("log_level: loud\n",
+         "log_level: expected one of: debug, info, warning or error (got 'loud')"),
+        ("satellite:\n  enabled: maybe\n",
+         "satellite.enabled: expected true or false (got 'maybe')"),
+    ],
+)  # fmt: skip
+def test_problems_speak_of_yaml_not_of_python(tmp_path, text: str, problem: str):
+    """No "tuple", no class names: what to write, at which key."""
+    assert problems_of(write(tmp_path, text)) == [problem]
+
+
+def test_an_unset_variable_is_named_where_its_value_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPEECH_URI", raising=False)
+    [problem] = problems_of(write(tmp_path, "speech:\n  uri: ${SPEECH_URI}\n"))
+    assert problem == (
+        "speech.uri: expected tcp://HOST:PORT or unix:///path/to/socket "
+        "(the environment variable SPEECH_URI is not set)"
+    )
+
+
 def test_voice_of_the_other_provider_is_rejected(tmp_path):
     path = write(tmp_path, "speech:\n  tts: {provider: azure, voice: longxiaochun_v2}\n")
     [problem] = problems_of(path)
