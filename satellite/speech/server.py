@@ -410,12 +410,18 @@ class SpeechHandler(GuardedHandler):
         async def speak() -> bool:
             started = time.monotonic()
             audio_bytes = 0
-            async for pcm in tts.synthesize(texts, options):
-                if audio_bytes == 0:
-                    await self.write_event(start)
-                audio_bytes += len(pcm)
-                chunk = AudioChunk(rate=fmt.rate, width=fmt.width, channels=fmt.channels, audio=pcm)
-                await self.write_event(chunk.event())
+            # Closed at once however this ends (the client gone, the request cancelled while
+            # writing), so the provider is told to stop now, not when the generator is
+            # collected.
+            async with contextlib.aclosing(tts.synthesize(texts, options)) as audio:
+                async for pcm in audio:
+                    if audio_bytes == 0:
+                        await self.write_event(start)
+                    audio_bytes += len(pcm)
+                    chunk = AudioChunk(
+                        rate=fmt.rate, width=fmt.width, channels=fmt.channels, audio=pcm
+                    )
+                    await self.write_event(chunk.event())
             if audio_bytes == 0 and stream is None:
                 await self.write_event(start)  # a plain request always gets audio-start/stop
             if audio_bytes or stream is None:
