@@ -4,6 +4,7 @@ share: one realtime session's events and blocking SDK calls, and a pool of warm 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -24,6 +25,8 @@ _LOGGER = logging.getLogger(__name__)
 
 # How long an ended realtime session may take to confirm session.finish before it is cut.
 END_GRACE_SECONDS = 2.0
+# How long a cancelled session's stop messages may take to go out before it is cut anyway.
+CANCEL_GRACE_SECONDS = 0.5
 
 # ("event", server event) | ("unreadable", frame) | ("socket-error", error) | ("closed", detail)
 # | ("failure", exception raised on our side)
@@ -173,6 +176,27 @@ class RealtimeConnection:
         self.call(self._end, finish_session)
         with self._lock:
             self._closed = True
+
+    def cancel(self, *stops: Callable[[], object]) -> None:
+        """Abandon the request (non-blocking): drop the calls still queued, send ``stops``
+        (the SDK calls that tell the server to stop, e.g. clear the text, cancel the
+        response) right after the call running now, if any, then cut the connection. A
+        connection still open ``CANCEL_GRACE_SECONDS`` later (a send stuck on a dead
+        socket) is cut anyway. The connection is never used again: its server may still
+        be ending the response it was giving."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._pending.clear()
+            self._pending.extend(stops)
+            self._pending.append(functools.partial(shutdown_websocket, self.client.ws))
+            running, self._running = self._running, True
+        if not running:
+            run_blocking_detached(self._run_pending)
+        with contextlib.suppress(RuntimeError):  # no loop: the calls above cut it anyway
+            loop = asyncio.get_running_loop()
+            loop.call_later(CANCEL_GRACE_SECONDS, shutdown_websocket, self.client.ws)
 
     def abort(self) -> None:
         """Cut the connection now (non-blocking); a connect still running is cut as it returns."""

@@ -106,13 +106,19 @@ class _Synthesis:
                 return None
 
     def close(self) -> None:
-        """Release the session: cut it now unless it has finished."""
-        if self._connection is None:
+        """Release the session. Unless it has finished (the client has gone, or the request
+        failed), first tell the server to stop: drop the text it has not spoken
+        (``input_text_buffer.clear``) and cancel the response it is giving
+        (``response.cancel``), then cut the connection."""
+        connection = self._connection
+        if connection is None:
             return  # nothing connected, or the cancelled feeder aborts its connect
         if self._complete:
-            self._connection.end(finish_session=False)
+            connection.end(finish_session=False)
         else:
-            self._connection.abort()
+            connection.cancel(
+                connection.client.clear_appended_text, connection.client.cancel_response
+            )
 
     def _update(self, client: QwenTtsRealtime) -> None:
         config = self._config

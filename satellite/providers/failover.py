@@ -9,6 +9,7 @@ provider that keeps failing is skipped for a cool-down, then one request probes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -354,10 +355,12 @@ class FailoverTts(_Chain[TtsProvider], TtsProvider):
                 converter = PcmConverter(provider.audio_format, self.audio_format)
                 breaker.begin()  # when every breaker is open, this is not a probe
                 produced = False
-                try:
-                    async for pcm in provider.synthesize(recording.replay(), its_options):
-                        produced = True
-                        yield converter.convert(pcm)
+                try:  # closed with this generator: the provider stops when the client goes
+                    audio = provider.synthesize(recording.replay(), its_options)
+                    async with contextlib.aclosing(audio):
+                        async for pcm in audio:
+                            produced = True
+                            yield converter.convert(pcm)
                 except Exception as exc:
                     error = _provider_error("TTS", provider.name, exc)
                     breaker.failed()

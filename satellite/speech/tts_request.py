@@ -124,12 +124,18 @@ class TtsRequests:
         async def speak() -> bool:
             started = time.monotonic()
             audio_bytes = 0
-            async for pcm in tts.synthesize(texts, options):
-                if audio_bytes == 0:
-                    await write(start)
-                audio_bytes += len(pcm)
-                chunk = AudioChunk(rate=fmt.rate, width=fmt.width, channels=fmt.channels, audio=pcm)
-                await write(chunk.event())
+            # Closed at once however this ends (the client gone, the request cancelled while
+            # writing), so the provider is told to stop now, not when the generator is
+            # collected.
+            async with contextlib.aclosing(tts.synthesize(texts, options)) as audio:
+                async for pcm in audio:
+                    if audio_bytes == 0:
+                        await write(start)
+                    audio_bytes += len(pcm)
+                    chunk = AudioChunk(
+                        rate=fmt.rate, width=fmt.width, channels=fmt.channels, audio=pcm
+                    )
+                    await write(chunk.event())
             if audio_bytes == 0 and stream is None:
                 await write(start)  # a plain request always gets audio-start/stop
             if audio_bytes or stream is None:

@@ -3,15 +3,20 @@
 Serves speech-to-text (``/speech/recognition/{mode}/cognitiveservices/v1``), text-to-speech
 (``/cognitiveservices/websocket/v1``) and the HTTP voice list on ``ws://127.0.0.1:PORT``, the
 ``host=`` form of ``SpeechConfig``. Runs its own event loop in a background thread, so both
-synchronous and asyncio tests can use it. Also runnable as a process::
+synchronous and asyncio tests can use it.
 
-    python -m tests.fakes.azure --port 0 [--delay S] [--fault F]
+Each TTS turn is spoken by a task of its own, paced by the fake's ``pace``, while the
+connection goes on reading; the client's connection going away stops it, and the turn's
+``production`` counts the audio sent after that. Also runnable as a process::
+
+    python -m tests.fakes.azure --port 0 [--delay S] [--fault F] [--pace P]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import html
 import json
 import re
@@ -24,10 +29,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from tests.fakes.threaded import ThreadedFake
+from tests.fakes.threaded import Production, ThreadedFake
 
 FAULTS = (None, "refuse", "auth", "error", "stall", "drop", "garbage", "corrupt")
 STT_PATH = re.compile(
@@ -171,12 +177,14 @@ class FakeAzure(ThreadedFake):
         phrases: Sequence[str] = ("Turn on the light.", "And close the blinds."),
         delay: float = 0.0,
         port: int = 0,
+        pace: float = 0.0,
     ) -> None:
-        super().__init__(delay=delay, port=port)
+        super().__init__(delay=delay, port=port, pace=pace)
         self.key = key
         self.phrases: list[str] = list(phrases)
         self.received_audio: list[bytes] = []
         self.received_ssml: list[str] = []
+        self.tts_paths: list[str] = []  # every TTS client message's Path, in order
         self.languages: list[str] = []
         # Detailed output: NBest[0].Confidence of each phrase, in turn.
         self.confidences: list[float] = [0.91, 0.84]
@@ -344,19 +352,53 @@ class FakeAzure(ThreadedFake):
 
     async def _serve_tts(self, ws: ServerConnection) -> None:
         output_format = ""
-        async for headers, body in self._messages(ws):
-            path = headers.get("path", "").lower()
-            if path == "synthesis.context" and isinstance(body, str):
-                audio = json.loads(body).get("synthesis", {}).get("audio", {})
-                output_format = audio.get("outputFormat", "")
-            elif path == "ssml" and isinstance(body, str):
-                self.received_ssml.append(body)
-                self.output_formats.append(output_format)
-                if self._fault != "stall":
-                    await self._tts_turn(ws, headers.get("x-requestid", ""), body, output_format)
+        turns: list[tuple[asyncio.Task[None], Production]] = []
+        try:
+            async for headers, body in self._messages(ws):
+                path = headers.get("path", "").lower()
+                self.tts_paths.append(path)
+                if path == "synthesis.context" and isinstance(body, str):
+                    audio = json.loads(body).get("synthesis", {}).get("audio", {})
+                    output_format = audio.get("outputFormat", "")
+                elif path == "ssml" and isinstance(body, str):
+                    self.received_ssml.append(body)
+                    self.output_formats.append(output_format)
+                    if self._fault != "stall":
+                        production = self._production()
+                        previous = turns[-1][0] if turns else None
+                        request_id = headers.get("x-requestid", "")
+                        turn = self._tts_turn(
+                            ws, request_id, body, output_format, production, previous
+                        )
+                        turns.append((asyncio.create_task(turn), production))
+        finally:  # the client's connection went: the service stops speaking
+            for task, production in turns:
+                if not task.done():
+                    production.stop("closed")
+                    task.cancel()
 
     async def _tts_turn(
-        self, ws: ServerConnection, request_id: str, ssml: str, output_format: str
+        self,
+        ws: ServerConnection,
+        request_id: str,
+        ssml: str,
+        output_format: str,
+        production: Production,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """Speak one turn, after the one before it on this connection."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        with contextlib.suppress(ConnectionClosed):
+            await self._speak_turn(ws, request_id, ssml, output_format, production)
+
+    async def _speak_turn(
+        self,
+        ws: ServerConnection,
+        request_id: str,
+        ssml: str,
+        output_format: str,
+        production: Production,
     ) -> None:
         await asyncio.sleep(self.delay)
         await ws.send(_text_message("turn.start", request_id, {"context": {"serviceTag": "fake"}}))
@@ -367,14 +409,21 @@ class FakeAzure(ThreadedFake):
         pcm = self.tts_audio_for(ssml, rate)
         step = int(rate * TTS_FRAME_SECONDS) * 2
         for start in range(0, len(pcm), step):
+            piece = pcm[start : start + step]
             await self._send_audio(
-                ws, _audio_message(request_id, pcm[start : start + step]), first=not start
+                ws,
+                _audio_message(request_id, piece),
+                first=not start,
+                production=production,
+                pcm_bytes=len(piece),
+                seconds=len(piece) / (2 * rate),
             )
             if self._fault == "error":  # after some audio, as a service failing mid-turn
                 await ws.close(1011, "Internal service error.")
                 return
             if self._fault in ("garbage", "corrupt") and not start:
                 await ws.send(GARBAGE if self._fault == "garbage" else CORRUPT)
+        production.finished = True
         await ws.send(_text_message("turn.end", request_id, {}))
 
 

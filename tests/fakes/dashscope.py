@@ -4,25 +4,33 @@ Speaks the duplex task protocol used by ``dashscope.audio.asr.Recognition`` (par
 ``dashscope.audio.tts_v2.SpeechSynthesizer`` (CosyVoice): ``run-task`` / ``continue-task`` /
 ``finish-task`` from the client, ``task-started`` / ``result-generated`` / ``task-finished`` /
 ``task-failed`` and binary audio from the server. Runs its own event loop in a background
-thread, so both synchronous and asyncio tests can use it. Also runnable as a process::
+thread, so both synchronous and asyncio tests can use it.
 
-    python -m tests.fakes.dashscope --port 0 [--delay S] [--fault F]
+A TTS task's texts are spoken in order by a task of its own, paced by the fake's ``pace``,
+while the connection goes on reading: a finish-task with ``input.directive`` "cancel" stops
+the speaking and drops the text still waiting (then task-finished), and so does the client's
+connection going away; the task's ``production`` counts the audio sent after that. Also
+runnable as a process::
+
+    python -m tests.fakes.dashscope --port 0 [--delay S] [--fault F] [--pace P]
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tests.fakes.threaded import ThreadedFake
+from tests.fakes.threaded import Production, ThreadedFake
 
 FAULTS = (None, "refuse", "auth", "task-failed", "stall", "drop", "garbage")
 PATH = "/api-ws/v1/inference"
@@ -50,6 +58,15 @@ class _Task:
     partials: int = 0
     audio_sent: bool = False  # TTS: the first audio frame has gone out
     garbage_sent: bool = False  # the "garbage" fault has sent its frame
+    # TTS: the texts not spoken yet, the task speaking them, and what it sent.
+    waiting: deque[str] = field(default_factory=deque)
+    speaker: asyncio.Task[None] | None = None
+    finishing: bool = False  # finish-task came: task-finished once all is spoken
+    production: Production | None = None
+
+    @property
+    def speaking(self) -> bool:
+        return self.speaker is not None and not self.speaker.done()
 
 
 def _event(task_id: str, event: str, payload: dict | None = None, **header: str) -> str:
@@ -84,8 +101,9 @@ class FakeDashScope(ThreadedFake):
         sentences: list[str] | None = None,
         delay: float = 0.0,
         port: int = 0,
+        pace: float = 0.0,
     ) -> None:
-        super().__init__(delay=delay, port=port)
+        super().__init__(delay=delay, port=port, pace=pace)
         self.api_key = api_key
         self.sentences = list(sentences) if sentences is not None else ["你好。", "打开客厅的灯。"]
         self.requests: list[dict] = []
@@ -145,13 +163,17 @@ class FakeDashScope(ThreadedFake):
         self.connections += 1
         number = self.connections
         task: _Task | None = None
-        for _ in range(MAX_MESSAGES):
-            message = await ws.recv()
-            if isinstance(message, bytes):
-                if task is not None and task.kind == "asr":
-                    await self._asr_audio(ws, task, message)
-            else:
-                task = await self._command(ws, task, json.loads(message), number)
+        try:
+            for _ in range(MAX_MESSAGES):
+                message = await ws.recv()
+                if isinstance(message, bytes):
+                    if task is not None and task.kind == "asr":
+                        await self._asr_audio(ws, task, message)
+                else:
+                    task = await self._command(ws, task, json.loads(message), number)
+        finally:  # the client's connection went: the service stops speaking
+            if task is not None and task.speaking:
+                self._stop_speaking(task, "closed")
 
     async def _command(
         self, ws: ServerConnection, task: _Task | None, message: dict, connection: int
@@ -169,12 +191,17 @@ class FakeDashScope(ThreadedFake):
         elif action == "continue-task" and task.kind == "tts":
             text = payload.get("input", {}).get("text")
             if isinstance(text, str):
-                await self._tts_text(ws, task, text)
-        elif action == "finish-task":  # also a cancel (input.directive "cancel"): audio is
-            if task.kind == "asr":  # sent whole per text, so there is nothing left to drop
+                self._queue_text(ws, task, text)
+        elif action == "finish-task":
+            if task.kind == "asr":
                 await self._asr_finish(ws, task)
+            elif payload.get("input", {}).get("directive") == "cancel":
+                self._stop_speaking(task, "cancel")
+                if not (task.done or task.fault == "stall"):
+                    await self._finish(ws, task)
             elif not (task.done or task.fault == "stall"):
-                await self._finish(ws, task)
+                task.finishing = True
+                self._wake(ws, task)
         return task
 
     def _new_task(self, task_id: str, payload: dict) -> _Task:
@@ -187,7 +214,10 @@ class FakeDashScope(ThreadedFake):
             index = len(self.received_text)
             self.received_text.append([])
         rate = payload.get("parameters", {}).get("sample_rate", 22050)
-        return _Task(task_id, kind, index, self._fault, sample_rate=int(rate))
+        task = _Task(task_id, kind, index, self._fault, sample_rate=int(rate))
+        if kind == "tts":
+            task.production = self._production()
+        return task
 
     async def _fail(self, ws: ServerConnection, task: _Task) -> None:
         task.done = True
@@ -250,10 +280,38 @@ class FakeDashScope(ThreadedFake):
 
     # --- synthesis -------------------------------------------------------------------
 
-    async def _tts_text(self, ws: ServerConnection, task: _Task, text: str) -> None:
+    def _queue_text(self, ws: ServerConnection, task: _Task, text: str) -> None:
         self.received_text[task.index].append(text)
         if task.done or task.fault == "stall":
             return
+        task.waiting.append(text)
+        self._wake(ws, task)
+
+    def _wake(self, ws: ServerConnection, task: _Task) -> None:
+        if not task.speaking:
+            task.speaker = asyncio.create_task(self._speak(ws, task))
+
+    async def _speak(self, ws: ServerConnection, task: _Task) -> None:
+        """Speak the waiting texts in order; after finish-task, answer task-finished."""
+        assert task.production is not None
+        try:
+            while task.waiting and not task.done:
+                await self._tts_text(ws, task, task.waiting.popleft())
+            if task.finishing and not task.done:
+                task.production.finished = True
+                await self._finish(ws, task)
+        except ConnectionClosed:
+            pass
+
+    def _stop_speaking(self, task: _Task, why: str) -> None:
+        """A cancel, or the connection gone: stop now and drop the text still waiting."""
+        if task.production is not None:
+            task.production.stop(why)
+        task.waiting.clear()
+        if task.speaker is not None:
+            task.speaker.cancel()
+
+    async def _tts_text(self, ws: ServerConnection, task: _Task, text: str) -> None:
         first = task.texts_answered == 0
         if first and task.fault == "task-failed":
             await self._fail(ws, task)
@@ -270,9 +328,17 @@ class FakeDashScope(ThreadedFake):
             self._drop(ws)
             return
         audio = self.tts_audio_for(text, task.sample_rate)
+        assert task.production is not None
         for offset in range(0, len(audio), TTS_FRAME_BYTES):
             frame = audio[offset : offset + TTS_FRAME_BYTES]
-            await self._send_audio(ws, frame, first=not task.audio_sent)
+            await self._send_audio(
+                ws,
+                frame,
+                first=not task.audio_sent,
+                production=task.production,
+                pcm_bytes=len(frame),
+                seconds=len(frame) / (2 * task.sample_rate),
+            )
             task.audio_sent = True
             await self._garbage(ws, task)
 

@@ -6,9 +6,17 @@ Every frame is a JSON text event with ``type`` and ``event_id``. The client send
 ``session.update``, ``input_audio_buffer.append`` / ``.commit`` (ASR), ``input_text_buffer.append``
 / ``.commit`` (TTS) and ``session.finish``; the server answers ``session.created`` on connect,
 ``session.updated``, transcription events (ASR) or response events with base64 audio deltas
-(TTS), and ``session.finished`` (then closes). Also runnable as a process::
+(TTS), and ``session.finished`` (then closes).
 
-    python -m tests.fakes.dashscope_realtime --port 0 [--delay S] [--fault F] [--transcript T]
+TTS responses are spoken one after the other by a task of the session's own, paced by the
+fake's ``pace``, while the connection goes on reading: ``response.cancel`` stops the response
+being spoken and drops the committed text still waiting (then ``response.done`` says
+"cancelled"); ``input_text_buffer.clear`` drops the text not committed yet; the client's
+connection going away stops everything. The session's ``production`` counts the audio sent
+after such a stop. Also runnable as a process::
+
+    python -m tests.fakes.dashscope_realtime --port 0 [--delay S] [--fault F] [--pace P]
+        [--transcript T]
 """
 
 from __future__ import annotations
@@ -19,16 +27,18 @@ import base64
 import json
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from tests.fakes.dashscope import FakeDashScope
-from tests.fakes.threaded import ThreadedFake
+from tests.fakes.threaded import Production, ThreadedFake
 
 FAULTS = (None, "refuse", "auth", "error", "failed", "stall", "drop", "garbage")
 PATH = "/api-ws/v1/realtime"
@@ -57,6 +67,7 @@ class FakeSession:
     texts: list[str] = field(default_factory=list)  # TTS: every appended text
     synthesized: list[str] = field(default_factory=list)  # TTS: the text of each response
     finished: bool = False  # session.finished was sent
+    production: Production | None = None  # TTS: the audio sent, and any stop (cancel, close)
 
 
 class _Stop(Exception):
@@ -92,22 +103,32 @@ class _Connection:
                 if kind == "session.update":
                     await self._update(event.get("session") or {})
                 elif kind == "session.finish":
-                    if self.fault != "stall":
-                        await self.finish()
-                        await self.send("session.finished")
-                        self.session.finished = True
-                        await self.ws.close()
+                    if self.fault != "stall" and await self.finish_session():
                         return
                 elif self.fault != "stall":
                     await self.handle(kind, event)
         except _Stop:
             return
+        finally:
+            self.closed()
 
     async def handle(self, kind: str, event: dict) -> None:
         """One client event other than session.update / session.finish."""
 
+    async def finish_session(self) -> bool:
+        """session.finish: complete the work still pending, answer session.finished and
+        close; False if that is left to another task (the connection reads on meanwhile)."""
+        await self.finish()
+        await self.send("session.finished")
+        self.session.finished = True
+        await self.ws.close()
+        return True
+
     async def finish(self) -> None:
         """session.finish: complete the work still pending."""
+
+    def closed(self) -> None:
+        """The connection has ended (either side closed it, or it was lost)."""
 
     async def send(self, kind: str, **fields: Any) -> None:
         message = {"event_id": _event_id(), "type": kind, **fields}
@@ -252,12 +273,30 @@ class _Recognition(_Connection):
 
 class _Synthesis(_Connection):
     """TTS: a response per committed text (``commit`` mode) or per complete sentence
-    (``server_commit`` mode); on session.finish, whatever text is left."""
+    (``server_commit`` mode); on session.finish, whatever text is left, then
+    session.finished. A task of its own speaks the responses in order."""
 
     def __init__(self, fake: FakeDashScopeRealtime, ws: ServerConnection, session: FakeSession):
         super().__init__(fake, ws, session)
         self.buffer = ""
         self.responses = 0
+        self.waiting: deque[str] = deque()  # committed texts not spoken yet
+        self.finishing = False  # session.finish came: session.finished once all is spoken
+        self.ending = False  # the speaker is closing the connection itself
+        self.speaker: asyncio.Task[None] | None = None
+        self.speaking: dict[str, Any] | None = None  # the response being spoken
+
+    @property
+    def production(self) -> Production:
+        """This request's record, from its first session.update on (a warm connection that
+        no request took has none)."""
+        if self.session.production is None:
+            self.session.production = self.fake._production()
+        return self.session.production
+
+    async def _update(self, config: dict) -> None:
+        await super()._update(config)
+        assert self.production is not None
 
     async def handle(self, kind: str, event: dict) -> None:
         if kind == "input_text_buffer.append":
@@ -266,22 +305,67 @@ class _Synthesis(_Connection):
             self.buffer += text
             server_commit = self.config.get("mode", "server_commit") == "server_commit"
             if server_commit and self.buffer.rstrip(" ").endswith(SENTENCE_ENDS):
-                await self._respond()
+                self._commit()
         elif kind == "input_text_buffer.commit":
             if not self.buffer.strip():
                 await self.error("invalid_value", "Error committing input text buffer: empty.")
                 return
             await self.send("input_text_buffer.committed", item_id=f"item_{uuid.uuid4().hex[:8]}")
-            await self._respond()
+            self._commit()
         elif kind == "input_text_buffer.clear":
             self.buffer = ""
+        elif kind == "response.cancel":
+            await self._cancel()
 
-    async def finish(self) -> None:
+    async def finish_session(self) -> bool:
         if self.buffer.strip():
-            await self._respond()
+            self._commit()
+        self.finishing = True
+        self._wake()
+        return False
 
-    async def _respond(self) -> None:
+    def closed(self) -> None:
+        if self.speaker is not None and not self.speaker.done() and not self.ending:
+            self.production.stop("closed")
+            self.speaker.cancel()
+
+    def _commit(self) -> None:
         text, self.buffer = self.buffer.strip(), ""
+        self.waiting.append(text)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.speaker is None or self.speaker.done():
+            self.speaker = asyncio.create_task(self._speak())
+
+    async def _speak(self) -> None:
+        try:
+            while self.waiting:
+                await self._respond(self.waiting.popleft())
+            if self.finishing:
+                if self.session.production is not None:
+                    self.session.production.finished = True
+                self.ending = True
+                await self.send("session.finished")
+                self.session.finished = True
+                await self.ws.close()
+        except (_Stop, ConnectionClosed):
+            pass
+
+    async def _cancel(self) -> None:
+        """response.cancel: stop speaking now, drop the committed text still waiting."""
+        self.production.stop("cancel")
+        self.waiting.clear()
+        if self.speaker is not None and not self.speaker.done():
+            self.speaker.cancel()
+            await asyncio.gather(self.speaker, return_exceptions=True)
+        if self.speaking is not None:
+            response, self.speaking = self.speaking, None
+            await self.send("response.done", response={**response, "status": "cancelled"})
+        if self.finishing:
+            self._wake()  # session.finished, as after the last response
+
+    async def _respond(self, text: str) -> None:
         if self.fault == "error":
             await self.error()
             return
@@ -293,6 +377,7 @@ class _Synthesis(_Connection):
         item_id = f"item_{uuid.uuid4().hex[:8]}"
         where = {"response_id": response_id, "item_id": item_id, "output_index": 0}
         response = {"id": response_id, "object": "realtime.response", "status": "in_progress"}
+        self.speaking = response
         await self.send("response.created", response=response)
         item = {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress"}
         await self.send("response.output_item.added", response_id=response_id, item=item)
@@ -300,11 +385,21 @@ class _Synthesis(_Connection):
         rate = int(self.config.get("sample_rate", 24000))
         audio = FakeDashScope.tts_audio_for(text, rate)
         for offset in range(0, len(audio), TTS_DELTA_BYTES):
-            if self.outputs == 0:
-                self.fake.first_audio_sent.append(time.monotonic())
-            delta = base64.b64encode(audio[offset : offset + TTS_DELTA_BYTES]).decode("ascii")
-            await self.send("response.audio.delta", **where, content_index=0, delta=delta)
+            chunk = audio[offset : offset + TTS_DELTA_BYTES]
+            delta = base64.b64encode(chunk).decode("ascii")
+            kind = "response.audio.delta"
+            message = {"event_id": _event_id(), "type": kind, **where, "content_index": 0}
+            await self.fake._send_audio(
+                self.ws,
+                json.dumps({**message, "delta": delta}),
+                first=self.outputs == 0,
+                production=self.production,
+                pcm_bytes=len(chunk),
+                seconds=len(chunk) / (2 * rate),
+            )
+            self.session.server_events.append(kind)
             await self.output_sent()
+        self.speaking = None
         await self.send("response.audio.done", **where, content_index=0)
         await self.send("response.content_part.done", **where, content_index=0)
         await self.send("response.output_item.done", response_id=response_id, item=item)
@@ -338,8 +433,9 @@ class FakeDashScopeRealtime(ThreadedFake):
         transcript: str | list[str] = "打开客厅的灯。",
         delay: float = 0.0,
         port: int = 0,
+        pace: float = 0.0,
     ) -> None:
-        super().__init__(delay=delay, port=port)
+        super().__init__(delay=delay, port=port, pace=pace)
         self.api_key = api_key
         # A str: every turn's transcript; a list: turn N of a session gets item N ("" after).
         self.transcript = transcript

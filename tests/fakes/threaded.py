@@ -1,7 +1,12 @@
 """What the fake provider servers share: a websocket server on 127.0.0.1 whose asyncio loop
 runs in a daemon thread (so both synchronous and asyncio tests can use it), a ``fault`` that
 may change at any time, and the command line ``python -m tests.fakes.X --port 0 [--delay S]
-[--fault F]`` that prints ``READY <url>`` and serves until SIGTERM or SIGINT."""
+[--fault F] [--pace P]`` that prints ``READY <url>`` and serves until SIGTERM or SIGINT.
+
+TTS audio is produced by a task of its own per TTS task (or response), paced by ``pace``, so
+that the fake keeps reading the client while it speaks: a cancel, or the client's connection
+going away, stops it as it would stop the service. Each TTS task's ``Production`` counts what
+was still sent after that."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -24,6 +30,37 @@ from websockets.http11 import Request, Response
 
 CALL_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass
+class Production:
+    """The audio one TTS task (a DashScope task, a Qwen realtime session, an Azure turn)
+    sent, and when it was told to stop: what a client that left still cost."""
+
+    frames: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, PCM bytes)
+    stopped_at: float | None = None  # time.monotonic() of the first stop that came
+    stopped_by: str | None = None  # "cancel", "clear", "closed" (the client's connection went)
+    finished: bool = False  # all its audio was sent
+
+    @property
+    def sent(self) -> int:
+        """PCM bytes sent."""
+        return sum(size for _, size in self.frames)
+
+    def sent_after(self, moment: float) -> int:
+        """PCM bytes sent after ``moment`` (time.monotonic())."""
+        return sum(size for at, size in self.frames if at > moment)
+
+    @property
+    def sent_after_stop(self) -> int:
+        """PCM bytes still sent once the stop had come (0 if none came)."""
+        return 0 if self.stopped_at is None else self.sent_after(self.stopped_at)
+
+    def stop(self, why: str) -> None:
+        """Record a stop (only the first counts; none once all audio was sent)."""
+        if self.stopped_at is None and not self.finished:
+            self.stopped_at = time.monotonic()
+            self.stopped_by = why
 
 
 class ThreadedFake(ABC):
@@ -40,10 +77,15 @@ class ThreadedFake(ABC):
     DESCRIPTION: ClassVar[str]  # of the command line
     SERVE_OPTIONS: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, *, delay: float, port: int) -> None:
+    def __init__(self, *, delay: float, port: int, pace: float = 0.0) -> None:
         self.delay = delay
+        # Seconds of wall time per second of TTS audio sent: 1.0 speaks in real time, 0.0
+        # as fast as the connection takes it (still reading the client between frames).
+        self.pace = pace
         # Per TTS task, in order: time.monotonic() just before its first binary audio frame.
         self.first_audio_sent: list[float] = []
+        # Per TTS task, in the order they started: the audio sent, and any stop.
+        self.productions: list[Production] = []
         self._fault: str | None = None
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -142,6 +184,7 @@ class ThreadedFake(ABC):
         parser = argparse.ArgumentParser(description=cls.DESCRIPTION)
         parser.add_argument("--port", type=int, default=0)
         parser.add_argument("--delay", type=float, default=0.0)
+        parser.add_argument("--pace", type=float, default=0.0)
         parser.add_argument("--fault", choices=[f for f in cls.FAULTS if f], default=None)
         cls._add_arguments(parser)
         options = vars(parser.parse_args(argv))
@@ -170,11 +213,30 @@ class ThreadedFake(ABC):
         """Close abruptly: a TCP reset, no close frame, as when a connection is lost."""
         ws.transport.abort()
 
-    async def _send_audio(self, ws: ServerConnection, frame: bytes, *, first: bool) -> None:
-        """Send one binary audio frame; ``first`` (of its TTS task) stamps first_audio_sent."""
+    def _production(self) -> Production:
+        """A new TTS task's record, listed in ``productions``."""
+        production = Production()
+        self.productions.append(production)
+        return production
+
+    async def _send_audio(
+        self,
+        ws: ServerConnection,
+        frame: str | bytes,
+        *,
+        first: bool,
+        production: Production,
+        pcm_bytes: int,
+        seconds: float,
+    ) -> None:
+        """Send one audio frame (``pcm_bytes`` of PCM lasting ``seconds``), then wait as
+        ``pace`` says; ``first`` (of its TTS task) stamps first_audio_sent."""
+        now = time.monotonic()
         if first:
-            self.first_audio_sent.append(time.monotonic())
-        await ws.send(frame)
+            self.first_audio_sent.append(now)
+        production.frames.append((now, pcm_bytes))  # stamped as it goes: a client may read
+        await ws.send(frame)  # it (on another thread) before this returns
+        await asyncio.sleep(seconds * self.pace)  # sleep(0) too: the reader gets its turn
 
     # --- plumbing --------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 (on every cloud), and HA mid-pipeline and mid-answer at the satellite.
 
 A vanished client must free what it held (the provider's connection closes), must not
-fill the log with errors, and the next client must be served.
+fill the log with errors, and the next client must be served. A synthesis whose client has
+vanished stops at the provider: the fakes, speaking in paced steps, count what they still
+sent after the client left.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from wyoming.audio import AudioChunk, AudioStart
 from wyoming.event import Event, async_read_event, async_write_event
 from wyoming.info import Describe
 from wyoming.satellite import RunSatellite
-from wyoming.tts import SynthesizeChunk, SynthesizeStart
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart
 
 from tests.audio.speech import silence, speech_pcm, write_wav
 from tests.e2e.test_satellite import (
@@ -31,6 +33,9 @@ from tests.faults.common import check_log, running_daemon
 from tests.providers.common import wait_for
 
 SETTLE_S = 5.0
+# A long answer, about 10 s of audio from every fake, spoken at twice real time.
+LONG_ANSWER = "The kitchen light is on and the living room light is off, " * 4 + "and that is all."
+PACE = 0.5
 # Azure TTS keeps a synthesizer that is not speaking (between two sentences of a stream)
 # for the next request, connection and all.
 KEPT = {("azure", "tts")}
@@ -126,6 +131,35 @@ async def test_speech_client_vanishing_mid_request_frees_the_provider_connection
         assert await wait_for(lambda: not serving <= cloud.fake.live_connections, SETTLE_S)
     assert await wait_for(lambda: cloud.fake.open_connections <= idle, SETTLE_S)
     await check_answer(cloud, kind)
+    new_log = cloud.daemon.logs()[log_mark:]
+    check_log(new_log)
+    assert " ERROR " not in new_log and new_log.count(" WARNING ") <= 1, new_log
+
+
+@pytest.mark.parametrize("name", list(CLOUDS))
+async def test_a_speech_client_vanishing_mid_answer_stops_the_provider_speaking(request, name: str):
+    cloud: Cloud = request.getfixturevalue(name)
+    await check_answer(cloud, "tts")
+    log_mark = len(cloud.daemon.logs())
+    cloud.fake.pace = PACE
+    try:
+        client = await RawClient.connect(cloud.daemon.port)
+        await client.send(Synthesize(text=LONG_ANSWER).event())
+        await client.until({"audio-chunk"})
+        production = cloud.fake.productions[-1]
+        client.vanish()
+        left = time.monotonic()
+        assert await wait_for(lambda: production.stopped_at is not None, 2.0), production
+        assert production.stopped_at is not None and production.stopped_at - left < 1.0
+        await asyncio.sleep(1.0)  # a provider still speaking would send 2 s of audio meanwhile
+    finally:
+        cloud.fake.pace = 0.0
+    whole = 0.04 * len(LONG_ANSWER)
+    rate = 2 * (22050 if name == "dashscope" else 24000)
+    assert production.sent_after_stop / rate < 0.25
+    assert production.sent_after(left) / rate < 0.5
+    assert production.sent / rate < whole / 4 and not production.finished
+    await check_answer(cloud, "tts")
     new_log = cloud.daemon.logs()[log_mark:]
     check_log(new_log)
     assert " ERROR " not in new_log and new_log.count(" WARNING ") <= 1, new_log
