@@ -97,6 +97,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_argument(check)
 
+    doctor = _command(
+        commands,
+        "doctor",
+        "check everything, in order, and say what to do about what fails",
+        "Check, one line each: the config and its warnings, the keys, the audio devices "
+        "(opened for real), each configured provider (a real, minimal request: half a "
+        "second of silence, one word), each port (free, or served by this daemon), the "
+        "zeroconf advertisement and whether Home Assistant has connected to the satellite. "
+        "Run it with sudo on an installed device to use the service's keys.",
+        "exit codes: 0 every check passed, 1 a check failed",
+    )
+    _config_argument(doctor)
+
     _command(
         commands,
         "devices",
@@ -264,6 +277,23 @@ def _devices(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import Doctor, print_finding
+
+    logs.setup("error")
+    doctor = Doctor(print_finding)
+    try:
+        asyncio.run(doctor.run(args.config))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if doctor.failures:
+        print(f"{doctor.failures} check(s) failed")
+        return EXIT_UNUSABLE
+    print("every check passed")
+    return EXIT_OK
+
+
 def _mic_test(args: argparse.Namespace) -> int:
     from .audio.meter import run_meter
     from .audio.mic import MicError
@@ -361,6 +391,7 @@ _COMMANDS = {
     "run": _run,
     "check-config": _check_config,
     "devices": _devices,
+    "doctor": _doctor,
     "mic-test": _mic_test,
     "say": _say,
     "transcribe": _transcribe,

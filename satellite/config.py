@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
@@ -382,6 +383,12 @@ class FailoverConfig(Model):
 
     failures: Annotated[int, Field(ge=1, le=100)] = 3  # consecutive failures that open it
     cooldown_s: Annotated[float, Field(gt=0, le=3600)] = 30.0  # skipped this long, then probed
+
+
+def advertised_name(configured: str | None, role: str) -> str:
+    """A role's zeroconf instance name: the configured one, else the host name and the role
+    ("kitchen-pi speech"); HA derives its unique id from it, so it must be stable."""
+    return configured or f"{socket.gethostname().split('.')[0]} {role}"
 
 
 class SpeechConfig(Model):

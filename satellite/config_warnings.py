@@ -12,7 +12,29 @@ from .provider_table import PROVIDERS
 
 def config_warnings(loaded: LoadedConfig) -> list[str]:
     """One line per problem; never a key's value."""
-    return _missing_secrets(loaded) + _exposed_secrets(loaded) + _satellite_hearing(loaded)
+    setup = [
+        problem for name in providers_in_use(loaded) for problem in setup_problems(loaded, name)
+    ]
+    return setup + other_warnings(loaded)
+
+
+def providers_in_use(loaded: LoadedConfig) -> list[str]:
+    """The providers the speech roles name, in order (none when the endpoint is off)."""
+    speech = loaded.config.speech
+    if not speech.enabled:
+        return []
+    return list(dict.fromkeys((*speech.asr.provider, *speech.tts.provider)))
+
+
+def setup_problems(loaded: LoadedConfig, name: str) -> list[str]:
+    """What provider ``name`` lacks: its key, a region, its program."""
+    section = getattr(loaded.config.providers, name)
+    return PROVIDERS[name].setup_check(section, loaded.secret_hint)
+
+
+def other_warnings(loaded: LoadedConfig) -> list[str]:
+    """Keys other users can read, and settings that make the satellite mishear."""
+    return _exposed_secrets(loaded) + _satellite_hearing(loaded)
 
 
 def _satellite_hearing(loaded: LoadedConfig) -> list[str]:
@@ -25,18 +47,6 @@ def _satellite_hearing(loaded: LoadedConfig) -> list[str]:
             "takes it for speech: set satellite.mic.noise_suppression (2 is a good start)"
         ]
     return []
-
-
-def _missing_secrets(loaded: LoadedConfig) -> list[str]:
-    """Warnings for what the providers in use lack: keys, a region, the offline voice."""
-    speech = loaded.config.speech
-    used = {*speech.asr.provider, *speech.tts.provider} if speech.enabled else set()
-    return [
-        problem
-        for name, spec in PROVIDERS.items()
-        if name in used
-        for problem in spec.setup_check(getattr(loaded.config.providers, name), loaded.secret_hint)
-    ]
 
 
 def _readable_by_others(path: Path) -> bool:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 from abc import ABC, abstractmethod
 from collections.abc import Coroutine
 from pathlib import Path
@@ -25,7 +24,14 @@ from wyoming.server import AsyncServer
 
 from . import logs
 from .bridge import run_blocking
-from .config import Config, ConfigError, LimitsConfig, LoadedConfig, load_config
+from .config import (
+    Config,
+    ConfigError,
+    LimitsConfig,
+    LoadedConfig,
+    advertised_name,
+    load_config,
+)
 from .config_warnings import config_warnings
 from .connections import Connections, MakeHandler
 from .recording import Recorder
@@ -59,10 +65,6 @@ def _value(config: Config, dotted: str) -> object:
     for key in dotted.split("."):
         node = getattr(node, key)
     return node
-
-
-def _default_name(role: str) -> str:
-    return f"{socket.gethostname().split('.')[0]} {role}"
 
 
 class _Role(ABC):
@@ -102,7 +104,7 @@ class _SpeechRole(_Role):
         from .speech.server import SpeechHandler
 
         config = loaded.config.speech
-        self.name = config.name or _default_name("speech")
+        self.name = advertised_name(config.name, "speech")
         self._background: set[asyncio.Task[None]] = set()  # warm-ups, retiring services
         recorder = Recorder(loaded.config.recordings)
         self.endpoint = SpeechEndpoint(self._build_service(loaded), recorder)
@@ -186,7 +188,7 @@ class _SatelliteRole(_Role):
         from .audio.speaker import Speaker
 
         config = loaded.config.satellite
-        self.name = config.name or _default_name("satellite")
+        self.name = advertised_name(config.name, "satellite")
         speaker = Speaker(config.speaker) if config.speaker is not None else None
         recorder = Recorder(loaded.config.recordings)
         self.satellite = Satellite(config, self.name, Mic(config.mic), speaker, recorder)
