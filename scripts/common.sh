@@ -26,10 +26,11 @@ ensure_venv() {
 }
 
 # PyAudio builds against PortAudio; the Azure SDK needs OpenSSL and ALSA's library;
-# espeak-ng is the offline voice (the espeak TTS provider).
+# espeak-ng is the offline voice (the espeak TTS provider); soundfile (audio files) brings
+# its own libsndfile on x86-64 and 64-bit ARM, and uses libsndfile1 elsewhere (32-bit ARM).
 RUNTIME_PACKAGES=(
     python3 python3-venv python3-pip python3-dev gcc ca-certificates libssl3 libasound2
-    portaudio19-dev libportaudio2 alsa-utils espeak-ng
+    portaudio19-dev libportaudio2 alsa-utils espeak-ng libsndfile1
 )
 # Tests also make speech fixtures (sox), pace audio commands (pv), check zeroconf in a
 # private network namespace (iproute2) and the service unit (systemd-analyze).
