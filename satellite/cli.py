@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import sys
@@ -150,26 +152,35 @@ def _parser() -> argparse.ArgumentParser:
         "say",
         "speak a text with the configured TTS provider",
         "Synthesize a text with speech.tts.provider (failover list included) and play it "
-        "on satellite.speaker, or write it to a WAV file.",
+        "on satellite.speaker, or write it to an audio file.",
         _EXIT_CODES,
     )
     _config_argument(say)
     say.add_argument("text", help="what to say; - reads it from stdin")
     say.add_argument("--voice", default=None, help="a voice listed by 'voices' (default: its *)")
     say.add_argument(
-        "--output", type=Path, default=None, metavar="FILE.wav", help="write a WAV file instead"
+        "--output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write an audio file instead, encoded as its extension says: .wav, .flac, .mp3, "
+        ".ogg (Vorbis) or .opus",
     )
 
     transcribe = _command(
         commands,
         "transcribe",
-        "print the transcript of a WAV file from the configured ASR provider",
-        "Stream a WAV file (any rate, width and channels) to speech.asr.provider (failover "
-        "list included), as fast as it takes it, and print the transcript on stdout.",
+        "print the transcript of audio files from the configured ASR provider",
+        "Stream audio files (WAV, MP3, FLAC or OGG Vorbis/Opus; any rate and channels) one "
+        "after another to speech.asr.provider (failover list included), as fast as it takes "
+        "them, and print each transcript on stdout (prefixed by the file's name when there "
+        "are several). A file that fails does not stop the others; the exit code reports it.",
         _EXIT_CODES,
     )
     _config_argument(transcribe)
-    transcribe.add_argument("file", type=Path, metavar="FILE.wav", help="the audio to transcribe")
+    transcribe.add_argument(
+        "files", type=Path, nargs="+", metavar="FILE", help="the audio to transcribe"
+    )
     transcribe.add_argument(
         "--language", default=None, help="language hint, e.g. zh or en-US (default: the config's)"
     )
@@ -177,6 +188,12 @@ def _parser() -> argparse.ArgumentParser:
         "--partials",
         action="store_true",
         help="show each partial hypothesis on stderr as it changes",
+    )
+    transcribe.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per file: file, text, language, confidence (null where "
+        "the provider gives none), provider and seconds; or file, error and code",
     )
 
     voices = _command(
@@ -336,6 +353,7 @@ def _provider_command(
     args: argparse.Namespace, work: Callable[[LoadedConfig], Coroutine[Any, Any, T]]
 ) -> tuple[int, T | None]:
     """Run one provider request to completion and map its outcome to an exit code."""
+    from .audio.files import AudioFileError
     from .errors import ProviderError
     from .oneshot import CommandError
 
@@ -348,7 +366,7 @@ def _provider_command(
     except ProviderError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return EXIT_PROVIDER, None
-    except CommandError as exc:
+    except (CommandError, AudioFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE, None
     except KeyboardInterrupt:
@@ -368,14 +386,21 @@ def _say(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from .oneshot import transcribe
+    from .oneshot import UNUSABLE_FILE, Failure, Transcript, transcribe
 
-    code, result = _provider_command(
-        args, lambda loaded: transcribe(loaded, args.file, args.language, args.partials)
+    def emit(outcome: Transcript | Failure) -> None:
+        if args.json:
+            print(json.dumps(dataclasses.asdict(outcome), ensure_ascii=False), flush=True)
+        elif isinstance(outcome, Transcript):
+            named = f"{outcome.file}: " if len(args.files) > 1 else ""
+            print(f"{named}{outcome.text}", flush=True)
+
+    code, failures = _provider_command(
+        args, lambda loaded: transcribe(loaded, args.files, args.language, args.partials, emit)
     )
-    if result is not None:
-        print(result.text)
-    return code
+    if not failures:
+        return code
+    return EXIT_UNUSABLE if all(f.code == UNUSABLE_FILE for f in failures) else EXIT_PROVIDER
 
 
 def _voices(args: argparse.Namespace) -> int:

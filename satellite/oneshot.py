@@ -1,26 +1,36 @@
-"""The ``say``, ``transcribe`` and ``voices`` commands: one request to the configured
-providers (failover lists included), outside the servers, with progress on stderr.
+"""The ``say``, ``transcribe`` and ``voices`` commands: requests to the configured providers
+(failover lists included), outside the servers, with progress on stderr.
 
 Provider failures propagate as ProviderError; anything the user can fix locally (a file,
-the speaker, the arguments) is a CommandError. Providers are closed on every way out.
+the speaker, the arguments) is a CommandError or an AudioFileError. ``transcribe`` reports
+each file's failure and goes on with the next. Providers are closed on every way out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import shutil
 import sys
 import time
-import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .audio.pcm import AudioFormat, PcmConverter
+from .audio.files import AudioFile, AudioFileError, check_writable, read_audio, write_audio
+from .audio.pcm import PcmConverter
 from .bridge import run_blocking
-from .config import LoadedConfig
-from .providers.base import AsrProvider, AsrResult, SynthesisOptions, TtsProvider, Voice
+from .config import AUTO_LANGUAGE, LoadedConfig
+from .errors import ProviderError
+from .providers.base import (
+    AsrProvider,
+    PartialCallback,
+    SynthesisOptions,
+    TtsProvider,
+    Voice,
+)
 from .providers.registry import build_asr, build_tts
 from .providers.text import one_piece
 
@@ -70,12 +80,15 @@ class _Measured:
 
 
 async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path | None) -> None:
-    """Speak ``text`` on the satellite's speaker, or into the WAV file ``output``."""
+    """Speak ``text`` on the satellite's speaker, or into the audio file ``output`` (its
+    extension names the codec; checked before anything is synthesized)."""
     speaker_config = loaded.config.satellite.speaker
     if output is None and speaker_config is None:
         raise CommandError(
             "no speaker is configured (satellite.speaker is null): use --output FILE.wav"
         )
+    if output is not None:
+        check_writable(output)
     tts = build_tts(loaded)
     try:
         fmt = tts.audio_format
@@ -84,7 +97,7 @@ async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path |
         started = time.monotonic()
         audio = _Measured(tts.synthesize(one_piece(text), SynthesisOptions(voice=voice)))
         if output is not None:
-            await _write_wav(output, fmt, audio.chunks())
+            await write_audio(output, fmt, audio.chunks())
             where = f"written to {output}"
         else:
             assert speaker_config is not None
@@ -108,36 +121,45 @@ async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path |
         await _close(tts)
 
 
-async def _write_wav(path: Path, fmt: AudioFormat, audio: AsyncIterator[bytes]) -> None:
-    """Write the audio as it comes; a failed synthesis leaves no partial file behind."""
-    try:
-        file = path.open("wb")  # here, not in a thread: a cancelled wait would leave it behind
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        # Closing writes the final header: a few bytes, in place.
-        with file, wave.open(file, "wb") as wav:
-            wav.setframerate(fmt.rate)
-            wav.setsampwidth(fmt.width)
-            wav.setnchannels(fmt.channels)
-            async for chunk in audio:
-                await run_blocking(wav.writeframes, chunk)
-    except BaseException as exc:
-        path.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
-
-
 # --- transcribe ------------------------------------------------------------------------
+
+UNUSABLE_FILE = "unusable-file"  # the code of a file that could not be used (--json)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What one file was heard as; ``--json`` prints these fields."""
+
+    file: str
+    text: str
+    language: str | None  # identified, else the one asked for, else the provider's default
+    confidence: float | None
+    provider: str  # the provider that answered (a failover list's member)
+    seconds: float  # the recognition's wall time
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file left without a transcript; ``--json`` prints these fields."""
+
+    file: str
+    error: str
+    code: str  # the provider's error code, or UNUSABLE_FILE
+
+    def line(self, named: bool) -> str:
+        """The error as printed on stderr; ``named``: a provider's error names the file."""
+        if self.code == UNUSABLE_FILE:  # its message names the file
+            return f"error: {self.error}"
+        return f"error [{self.code}]: {f'{self.file}: ' if named else ''}{self.error}"
 
 
 class _Partials:
     """Shows each new hypothesis on stderr: a line each, or one updating line on a TTY."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, prefix: str = "") -> None:
         self._stream = stream
         self._tty = stream.isatty()
+        self._prefix = prefix
         self._last = ""
 
     def update(self, hypothesis: str) -> None:
@@ -148,7 +170,7 @@ class _Partials:
             width = shutil.get_terminal_size().columns - 1
             self._stream.write(f"\r\x1b[K{hypothesis[-width:]}")
         else:
-            self._stream.write(f"{hypothesis}\n")
+            self._stream.write(f"{self._prefix}{hypothesis}\n")
         self._stream.flush()
 
     def end(self) -> None:
@@ -157,52 +179,161 @@ class _Partials:
             self._stream.flush()
 
 
-def _read_wav(path: Path) -> tuple[AudioFormat, bytes]:
-    try:
-        with wave.open(str(path), "rb") as wav:
-            fmt = AudioFormat(wav.getframerate(), wav.getsampwidth(), wav.getnchannels())
-            return fmt, wav.readframes(wav.getnframes())
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (EOFError, wave.Error) as exc:
-        raise CommandError(f"{path} is not a PCM WAV file: {exc}") from None
+class _Bar:
+    """One updating line on a terminal: files done of the total, the current file's name and
+    what is heard in it so far."""
+
+    _CELLS = 20
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self._stream = stream
+        self._total = total
+
+    def show(self, done: int, name: str, heard: str = "") -> None:
+        filled = self._CELLS * done // self._total
+        line = f"[{'#' * filled}{'-' * (self._CELLS - filled)}] {done}/{self._total} {name}"
+        width = shutil.get_terminal_size().columns - 1
+        room = width - len(line) - 2
+        if heard and room > 0:
+            line = f"{line}: {heard[-room:]}"
+        self._write(f"\r\x1b[K{line[:width]}")
+
+    def clear(self) -> None:
+        self._write("\r\x1b[K")
+
+    def _write(self, text: str) -> None:
+        self._stream.write(text)
+        self._stream.flush()
 
 
-async def transcribe(
-    loaded: LoadedConfig, path: Path, language: str | None, partials: bool
-) -> AsrResult:
-    """The transcript of a WAV file of any rate, width and channel count. Its audio is sent
-    in pieces as a live stream would be, but without waiting between them."""
-    fmt, audio = await run_blocking(_read_wav, path)
-    asr = build_asr(loaded)
-    try:
+def _pieces(audio: AudioFile, converter: PcmConverter) -> AsyncIterator[bytes]:
+    """The file's audio in the recognizer's format, in pieces as a live stream would send."""
+    piece = max(1, int(audio.fmt.rate * _PIECE_SECONDS)) * audio.fmt.frame_bytes
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for offset in range(0, len(audio.pcm), piece):
+            if pcm := converter.convert(audio.pcm[offset : offset + piece]):
+                yield pcm
+
+    return pieces()
+
+
+class _Transcriber:
+    """Files transcribed one after another by one provider, which keeps its connections
+    warm between them. With one file its details go to stderr; with more, a progress bar
+    on a terminal, else a line per file."""
+
+    def __init__(
+        self,
+        asr: AsrProvider,
+        paths: list[Path],
+        language: str | None,
+        partials: bool,
+        default_language: str | None,
+    ) -> None:
+        self._asr = asr
+        self._paths = paths
+        self._language = language
+        self._default_language = language or default_language
+        self._partials = partials
+        self._many = len(paths) > 1
+        self._bar = _Bar(sys.stderr, len(paths)) if self._many and sys.stderr.isatty() else None
+
+    async def run(self, emit: Callable[[Transcript | Failure], None]) -> list[Failure]:
+        if self._many:
+            asr = self._asr
+            _progress(f"transcribing {len(self._paths)} files with {_chain(asr)} {asr.model}...")
+        failures: list[Failure] = []
+        started = time.monotonic()
+        for done, path in enumerate(self._paths):
+            if self._bar is not None:
+                self._bar.show(done, path.name)
+            outcome: Transcript | Failure
+            try:
+                outcome = await self._transcript(done, path)
+            except (AudioFileError, CommandError) as exc:
+                outcome = Failure(str(path), str(exc), UNUSABLE_FILE)
+            except ProviderError as exc:
+                outcome = Failure(str(path), exc.message, exc.code)
+            finally:
+                if self._bar is not None:
+                    self._bar.clear()
+            if isinstance(outcome, Failure):
+                failures.append(outcome)
+                _progress(outcome.line(named=self._many))
+            emit(outcome)
+        if self._many:
+            _progress(
+                f"{len(self._paths) - len(failures)} of {len(self._paths)} files transcribed "
+                f"in {time.monotonic() - started:.1f} s"
+            )
+        return failures
+
+    async def _transcript(self, done: int, path: Path) -> Transcript:
+        asr = self._asr
+        audio = await run_blocking(read_audio, path)
+        fmt = audio.fmt
         try:
             converter = PcmConverter(fmt, asr.input_format)
         except ValueError as exc:
             raise CommandError(f"cannot use {path}: {exc}") from None
-        _progress(
-            f"transcribing {fmt.seconds(len(audio)):.1f} s of audio ({fmt.rate} Hz, "
-            f"{8 * fmt.width}-bit, {fmt.channels} ch) with {_chain(asr)} {asr.model}..."
+        described = (
+            f"{fmt.seconds(len(audio.pcm)):.1f} s of audio "
+            f"({audio.kind}, {fmt.rate} Hz, {fmt.channels} ch)"
         )
-        display = _Partials(sys.stderr) if partials else None
-        piece = max(1, int(fmt.rate * _PIECE_SECONDS)) * fmt.frame_bytes
-
-        async def pieces() -> AsyncIterator[bytes]:
-            for offset in range(0, len(audio), piece):
-                if pcm := converter.convert(audio[offset : offset + piece]):
-                    yield pcm
-
+        if not self._many:
+            _progress(f"transcribing {described} with {_chain(asr)} {asr.model}...")
+        display: _Partials | None = None
+        on_partial: PartialCallback | None = None
+        if self._partials and self._bar is not None:
+            on_partial = functools.partial(self._bar.show, done, path.name)
+        elif self._partials:
+            display = _Partials(sys.stderr, f"{path}: " if self._many else "")
+            on_partial = display.update
         started = time.monotonic()
         try:
-            on_partial = display.update if display is not None else None
-            result, after_end = await asr.recognize(language, pieces(), on_partial)
+            result, after_end = await asr.recognize(
+                self._language, _pieces(audio, converter), on_partial
+            )
         finally:
             if display is not None:
                 display.end()
-        _progress(
-            f"transcript in {_ms(started)} ({after_end * 1000:.0f} ms after the end of audio)"
+        seconds = time.monotonic() - started
+        if not self._many:
+            _progress(
+                f"transcript in {_ms(started)} ({after_end * 1000:.0f} ms after the end of audio)"
+            )
+        elif self._bar is None:
+            _progress(
+                f"[{done + 1}/{len(self._paths)}] {path}: {described}, transcript from "
+                f"{result.provider} in {_ms(started)}"
+            )
+        return Transcript(
+            file=str(path),
+            text=result.text,
+            language=result.language or self._default_language,
+            confidence=result.confidence,
+            provider=result.provider,
+            seconds=round(seconds, 3),
         )
-        return result
+
+
+async def transcribe(
+    loaded: LoadedConfig,
+    paths: list[Path],
+    language: str | None,
+    partials: bool,
+    emit: Callable[[Transcript | Failure], None],
+) -> list[Failure]:
+    """Transcribe audio files (WAV, MP3, FLAC, OGG; any rate and channels), each streamed
+    in pieces as a live stream would be, without waiting between them. ``emit`` gets each
+    file's outcome as soon as it is known; a file that fails does not stop the others.
+    Returns the failures."""
+    asr = build_asr(loaded)
+    try:
+        identifying = loaded.config.speech.asr.language == AUTO_LANGUAGE
+        default = None if identifying or not asr.languages else asr.languages[0]
+        return await _Transcriber(asr, paths, language, partials, default).run(emit)
     finally:
         await _close(asr)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -77,6 +78,7 @@ class AsrResult:
     text: str  # every final phrase joined ("" if nothing was said)
     confidence: float | None = None  # 0-1, the phrases' mean, where the service reports it
     language: str | None = None  # the language the service identified, where it says
+    provider: str = ""  # the provider that answered: set by ``AsrProvider.recognize``
 
 
 # Receives the whole hypothesis so far (every final phrase and the current partial, joined)
@@ -131,8 +133,9 @@ class AsrProvider(ABC):
         audio: AsyncIterable[bytes],
         on_partial: PartialCallback | None = None,
     ) -> tuple[AsrResult, float]:
-        """One utterance, streamed as ``audio`` yields it: what was recognized, and the
-        seconds the provider took after the end of the audio. A failure cancels the session."""
+        """One utterance, streamed as ``audio`` yields it: what was recognized (naming the
+        provider that answered), and the seconds the provider took after the end of the
+        audio. A failure cancels the session."""
         session = await self.open(language, on_partial)
         try:
             async for pcm in audio:
@@ -142,6 +145,8 @@ class AsrProvider(ABC):
         except BaseException:
             await session.cancel()
             raise
+        if not result.provider:  # a failover list's session names its member
+            result = dataclasses.replace(result, provider=self.name)
         return result, time.monotonic() - audio_ended
 
 

@@ -264,9 +264,10 @@ class _FailoverAsrSession(AsrSession):
                 await self._failed(exc)
                 continue
             self._owner.breaker(self._index).succeeded()
+            name = self._owner.members[self._index].name
             if self._errors:
-                _LOGGER.info("ASR answered by %s", self._owner.members[self._index].name)
-            return result
+                _LOGGER.info("ASR answered by %s", name)
+            return dataclasses.replace(result, provider=name)
 
     async def cancel(self) -> None:
         session, self._session = self._session, None

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from tests.cli import cli_env, run_cli, write_config
 from tests.e2e.daemon import REPO, TEST_KEYS, free_port, port_open
@@ -83,6 +84,14 @@ def stereo_44k_wav(path: Path, seconds: float) -> Path:
         wav.setsampwidth(2)
         wav.setnchannels(2)
         wav.writeframes(frames)
+    return path
+
+
+def tone_file(path: Path, seconds: float = 1.0, rate: int = 44100, **codec: str) -> Path:
+    """A stereo tone in the format soundfile picks from the extension (or ``codec``)."""
+    t = np.arange(int(rate * seconds)) / rate
+    tone = 0.2 * np.sin(2 * np.pi * 220 * t)
+    soundfile.write(path, np.stack([tone, tone], axis=1), rate, **codec)
     return path
 
 
@@ -236,7 +245,7 @@ def test_transcribe_converts_any_wav_and_streams_it_fast(tmp_path: Path, dashsco
     mono = np.frombuffer(received, dtype="<i2")
     assert 3000 < np.abs(mono).max() < 12000  # the two channels mixed, not one dropped
     assert result.stderr.splitlines()[0] == (
-        "transcribing 8.0 s of audio (44100 Hz, 16-bit, 2 ch) with dashscope "
+        "transcribing 8.0 s of audio (WAV 16-bit, 44100 Hz, 2 ch) with dashscope "
         "paraformer-realtime-v2..."
     )
 
@@ -255,6 +264,189 @@ def test_transcribe_partials_are_shown_as_they_change(tmp_path: Path, azure: Fak
 
     quiet = run_cli("transcribe", wav, "--config", config)
     assert quiet.returncode == 0 and len(quiet.stderr.splitlines()) == 2
+
+
+# --- audio files ---------------------------------------------------------------------
+
+TRANSCRIPT_FIELDS = ["file", "text", "language", "confidence", "provider", "seconds"]
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_transcribe_mp3_flac_opus_and_wav_in_one_call_as_json_lines(
+    tmp_path: Path, azure: FakeAzure
+):
+    config = write_config(tmp_path / "config.yaml", azure_yaml(azure))
+    files = [
+        tone_file(tmp_path / "a.mp3", 1.0, 44100),
+        tone_file(tmp_path / "b.flac", 1.0, 22050),
+        tone_file(tmp_path / "c.opus", 1.0, 48000, format="OGG", subtype="OPUS"),
+        tone_file(tmp_path / "d.wav", 1.0, 16000),
+    ]
+    result = run_cli("transcribe", *files, "--config", config, "--json")
+    assert result.returncode == 0, result.stderr
+    lines = json_lines(result.stdout)
+    assert [list(line) for line in lines] == [TRANSCRIPT_FIELDS] * 4
+    assert [line["file"] for line in lines] == [str(file) for file in files]
+    for line in lines:
+        assert line["text"] == AZURE_TRANSCRIPT
+        assert line["language"] == "en-US"  # the configured locale: none identified
+        assert line["confidence"] == pytest.approx((0.91 + 0.84) / 2)
+        assert line["provider"] == "azure"
+        assert 0 < line["seconds"] < 5
+    assert len(azure.received_audio) == 4
+    for received in azure.received_audio:  # each file whole, as 16 kHz mono s16le
+        assert abs(len(received) - 32000) <= 2 * 1920  # Opus and MP3 pad a frame or two
+    progress = result.stderr.splitlines()
+    assert progress[0] == "transcribing 4 files with azure azure-conversation..."
+    assert progress[1].startswith(f"[1/4] {files[0]}: 1.0 s of audio (MP3, 44100 Hz, 2 ch)")
+    assert progress[2].startswith(f"[2/4] {files[1]}: 1.0 s of audio (FLAC 16-bit, 22050 Hz")
+    assert progress[3].startswith(f"[3/4] {files[2]}: 1.0 s of audio (OGG Opus, 48000 Hz")
+    assert progress[4].startswith(f"[4/4] {files[3]}: 1.0 s of audio (WAV 16-bit, 16000 Hz")
+    assert " transcript from azure in " in progress[4]
+    assert progress[5].startswith("4 of 4 files transcribed in ")
+
+
+def test_a_corrupt_file_is_reported_and_the_others_are_transcribed(
+    tmp_path: Path, dashscope: FakeDashScope
+):
+    config = write_config(tmp_path / "config.yaml", dashscope_yaml(dashscope))
+    good = tone_file(tmp_path / "good.flac")
+    corrupt = tmp_path / "corrupt.mp3"
+    corrupt.write_bytes(bytes(range(256)) * 40)
+    other = tone_file(tmp_path / "other.ogg")
+    result = run_cli("transcribe", good, corrupt, other, "--config", config)
+    assert result.returncode == 1
+    assert result.stdout == f"{good}: {DASHSCOPE_TRANSCRIPT}\n{other}: {DASHSCOPE_TRANSCRIPT}\n"
+    assert len(dashscope.received_audio) == 2
+    assert (
+        f"error: {corrupt} is not WAV, MP3, FLAC or OGG (Vorbis, Opus) audio: Format not recognised"
+    ) in result.stderr.splitlines()
+    assert result.stderr.splitlines()[-1].startswith("2 of 3 files transcribed in ")
+
+    as_json = run_cli("transcribe", good, corrupt, "--config", config, "--json")
+    assert as_json.returncode == 1
+    transcript, failure = json_lines(as_json.stdout)
+    assert transcript["provider"] == "dashscope" and transcript["confidence"] is None
+    assert transcript["language"] == "zh"  # the config's default: DashScope names none
+    assert failure == {
+        "file": str(corrupt),
+        "error": f"{corrupt} is not WAV, MP3, FLAC or OGG (Vorbis, Opus) audio: "
+        "Format not recognised",
+        "code": "unusable-file",
+    }
+
+
+def test_a_provider_failure_on_any_file_exits_3(tmp_path: Path, dashscope: FakeDashScope):
+    config = write_config(tmp_path / "config.yaml", dashscope_yaml(dashscope))
+    good, missing = tone_file(tmp_path / "good.wav"), tmp_path / "missing.wav"
+    result = run_cli(
+        "transcribe", good, missing, "--config", config, "--json",
+        env={"DASHSCOPE_API_KEY": "wrong"},
+    )  # fmt: skip
+    assert result.returncode == 3
+    refused, unreadable = json_lines(result.stdout)
+    assert (refused["file"], refused["code"]) == (str(good), "auth-failed")
+    assert unreadable == {
+        "file": str(missing),
+        "error": f"cannot read {missing}: No such file or directory",
+        "code": "unusable-file",
+    }
+    assert f"error [auth-failed]: {good}: " in result.stderr
+    assert "wrong" not in result.stderr + result.stdout
+
+
+def test_transcribe_names_the_failover_member_that_answered(
+    tmp_path: Path, dashscope: FakeDashScope, azure: FakeAzure
+):
+    dashscope.fault = "refuse"
+    config = write_config(
+        tmp_path / "config.yaml",
+        f"""
+speech:
+  asr: {{provider: [dashscope, azure], language: en-US}}
+providers:
+  dashscope: {{websocket_url: {dashscope.url}, timeouts: {DEADLINES}}}
+  azure: {{host: {azure.host}, timeouts: {DEADLINES}, asr: {{languages: [en-US]}}}}
+""",
+    )
+    result = run_cli("transcribe", tone_file(tmp_path / "in.mp3"), "--config", config, "--json")
+    assert result.returncode == 0, result.stderr
+    [line] = json_lines(result.stdout)
+    assert (line["text"], line["provider"]) == (AZURE_TRANSCRIPT, "azure")
+
+
+def test_transcribe_many_files_draws_a_progress_bar_on_a_terminal(tmp_path: Path, azure: FakeAzure):
+    config = write_config(tmp_path / "config.yaml", azure_yaml(azure))
+    files = [str(tone_file(tmp_path / f"{name}.flac")) for name in ("one", "two")]
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "satellite", "transcribe", *files, "--config", str(config)],
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+    )
+    os.close(terminal)
+    shown = b""
+    deadline = time.monotonic() + 20
+    try:
+        while chunk := _read_terminal(controller, deadline):
+            shown += chunk
+        assert process.wait(timeout=20) == 0
+        assert process.stdout is not None
+        assert process.stdout.read() == "".join(f"{f}: {AZURE_TRANSCRIPT}\n" for f in files)
+    finally:
+        os.close(controller)
+        process.kill()
+        process.wait()
+    header, bar = shown.decode().split("\r\n")[:2]
+    assert header == "transcribing 2 files with azure azure-conversation..."
+    assert bar.startswith("\r\x1b[K[--------------------] 0/2 one.flac\r\x1b[K")
+    assert "\r\x1b[K[##########----------] 1/2 two.flac\r\x1b[K" in bar
+    assert bar.split("\r\x1b[K")[-1].startswith("2 of 2 files transcribed in ")
+
+
+@pytest.mark.parametrize(
+    ("name", "rate", "kind"),
+    [("out.mp3", 24000, "MP3"), ("out.ogg", 24000, "OGG"), ("out.flac", 24000, "FLAC"),
+     ("out.opus", 24000, "OGG"), ("out.OPUS", 22050, "OGG")],
+)  # fmt: skip
+def test_say_writes_the_format_its_extension_names(
+    tmp_path: Path, dashscope: FakeDashScope, name: str, rate: int, kind: str
+):
+    yaml = dashscope_yaml(dashscope).replace("sample_rate: 24000", f"sample_rate: {rate}")
+    config = write_config(tmp_path / "config.yaml", yaml)
+    output = tmp_path / name
+    text = "你好，世界。今天天气很好，我们出去走走吧。"
+    result = run_cli("say", text, "--config", config, "--output", output)
+    assert result.returncode == 0, result.stderr
+    expected = np.frombuffer(dashscope.tts_audio_for(text, rate), dtype="<i2")
+    written, written_rate = soundfile.read(output, dtype="int16")
+    assert soundfile.info(output).format == kind
+    assert written_rate == (24000 if rate == 22050 else rate)  # Opus takes 24 kHz, not 22.05
+    assert abs(len(written) / written_rate - len(expected) / rate) < 0.08
+    if kind == "FLAC":  # lossless
+        assert np.array_equal(written, expected)
+    assert f"written to {output} in " in result.stderr
+
+
+def test_say_refuses_an_unknown_extension_before_any_request(
+    tmp_path: Path, dashscope: FakeDashScope
+):
+    config = write_config(tmp_path / "config.yaml", dashscope_yaml(dashscope))
+    output = tmp_path / "out.aac"
+    result = run_cli("say", "你好", "--config", config, "--output", output)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: cannot write {output}: the file name must end in .wav, .flac, .mp3, .ogg "
+        "or .opus\n"
+    )
+    assert dashscope.requests == [] and dashscope.received_text == []
+    assert not output.exists()
 
 
 # --- run: log format and readable keys ---------------------------------------------------
