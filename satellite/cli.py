@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TypeVar
 
 from . import __version__, logs
 from .bridge import calls_still_running
-from .config import ConfigError, LoadedConfig, load_config
+from .config import ConfigError, LoadedConfig, SatelliteConfig, load_config
 from .config_warnings import config_warnings
 
 _LOGGER = logging.getLogger("satellite")
@@ -246,9 +246,26 @@ def _check_config(args: argparse.Namespace) -> int:
             f"  satellite {satellite.uri}: mic {satellite.mic.backend}, speaker {speaker}, "
             f"{listens}"
         )
-    for warning in config_warnings(loaded):
+    for warning in config_warnings(loaded) + _device_warnings(config.satellite):
         print(f"  warning: {warning}")
     return EXIT_OK
+
+
+def _device_warnings(satellite: SatelliteConfig) -> list[str]:
+    """The mic and speaker named in the config, looked for on this machine."""
+    if not satellite.enabled:
+        return []
+    from .audio.device import missing_device
+
+    named = [
+        ("satellite.mic", satellite.mic, True),
+        ("satellite.speaker", satellite.speaker, False),
+    ]
+    return [
+        f"{key}: {problem}"
+        for key, device, is_input in named
+        if device is not None and (problem := missing_device(device, is_input))
+    ]
 
 
 def _run(args: argparse.Namespace) -> int:

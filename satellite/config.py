@@ -577,7 +577,11 @@ class Config(Model):
         if voice is not None:
             problem = PROVIDERS[provider].voice_check(getattr(self.providers, provider), voice)
             if problem:
-                raise ValueError(f"speech.{problem}")
+                raise ValueError(
+                    f"speech.tts.voice {voice!r} {problem}, and speech.tts.provider starts with "
+                    f"{provider}: name one of its voices, or remove speech.tts.voice to use "
+                    f"{provider}'s own"
+                )
         return self
 
     @model_validator(mode="after")

@@ -26,6 +26,11 @@ class Advertisement:
     uri: str  # the server's tcp://HOST:PORT
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception's message, or its kind when it has none (zeroconf raises some bare)."""
+    return str(exc) or type(exc).__name__
+
+
 def routable_ipv4(bind_host: str) -> str | None:
     """The address HA should connect to: the bound one, or the first non-loopback IPv4."""
     if bind_host not in ("", "0.0.0.0"):
@@ -72,13 +77,15 @@ class Discovery:
         try:
             self._zeroconf = AsyncZeroconf(ip_version=IPVersion.V4Only, **kwargs)
         except OSError as exc:
-            _LOGGER.warning("zeroconf: not available (%s); add the servers in HA by hand", exc)
+            _LOGGER.warning(
+                "zeroconf: not available (%s); add the servers in HA by hand", _reason(exc)
+            )
             return
         for info in infos:
             try:
                 await self._zeroconf.async_register_service(info)
             except Exception as exc:  # a name taken by another device, no multicast route...
-                _LOGGER.warning("zeroconf: cannot advertise %r: %s", info.name, exc)
+                _LOGGER.warning("zeroconf: cannot advertise %r: %s", info.name, _reason(exc))
                 continue
             self._registered.append(info)
             address = socket.inet_ntoa(info.addresses[0])

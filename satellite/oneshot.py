@@ -24,6 +24,7 @@ from .audio.pcm import PcmConverter
 from .bridge import run_blocking
 from .config import AUTO_LANGUAGE, LoadedConfig
 from .errors import ProviderError
+from .provider_table import PROVIDERS
 from .providers.base import (
     AsrProvider,
     PartialCallback,
@@ -63,6 +64,23 @@ async def _close(provider: AsrProvider | TtsProvider) -> None:
 # --- say -------------------------------------------------------------------------------
 
 
+class _Speaking:
+    """Which provider and voice speak: the first's, until a failover chain names another."""
+
+    def __init__(self, tts: TtsProvider, voice: str | None) -> None:
+        self._members = {member.name: member for member in tts.members}
+        self.provider = tts.members[0].name
+        self.voice = voice or _default_voice(tts.members[0])
+
+    def changed(self, provider: str, voice: str | None) -> None:
+        self.provider = provider
+        self.voice = voice or _default_voice(self._members[provider])
+
+
+def _default_voice(tts: TtsProvider) -> str:
+    return tts.voices[0].name if tts.voices else "default"
+
+
 class _Measured:
     """Passes the provider's audio through, noting when it started and how much came."""
 
@@ -87,15 +105,24 @@ async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path |
         raise CommandError(
             "no speaker is configured (satellite.speaker is null): use --output FILE.wav"
         )
+    started = time.monotonic()
     if output is not None:
         check_writable(output)
     tts = build_tts(loaded)
     try:
+        if voice is not None and all(known.name != voice for known in tts.voices):
+            first = tts.members[0].name  # a voice no member offers goes to the first
+            section = getattr(loaded.config.providers, first)
+            problem = PROVIDERS[first].voice_check(section, voice)
+            if problem:
+                raise CommandError(
+                    f"--voice {voice!r} {problem}; 'voice-satellite voices' lists the voices"
+                )
         fmt = tts.audio_format
-        shown_voice = voice or (tts.voices[0].name if tts.voices else "default")
-        _progress(f"synthesizing with {_chain(tts)} {tts.model} voice {shown_voice}...")
-        started = time.monotonic()
-        audio = _Measured(tts.synthesize(one_piece(text), SynthesisOptions(voice=voice)))
+        spoken = _Speaking(tts, voice)
+        _progress(f"synthesizing with {_chain(tts)} {tts.model} voice {spoken.voice}...")
+        options = SynthesisOptions(voice=voice, on_speaker=spoken.changed)
+        audio = _Measured(tts.synthesize(one_piece(text), options))
         if output is not None:
             await write_audio(output, fmt, audio.chunks())
             where = f"written to {output}"
@@ -103,20 +130,23 @@ async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path |
             assert speaker_config is not None
             from .audio.speaker import Speaker, SpeakerError
 
-            speaker = Speaker(speaker_config)
+            device = Speaker(speaker_config)
             try:
-                await speaker.play(fmt, audio.chunks())
+                await device.play(fmt, audio.chunks())
             except SpeakerError as exc:
                 raise CommandError(f"the speaker failed: {exc}") from None
             finally:
-                await speaker.close()
-            where = f"played on {speaker.description}"
+                await device.close()
+            where = f"played on {device.description}"
         first = (
             ""
             if audio.first_at is None
             else f" (first audio after {(audio.first_at - started) * 1000:.0f} ms)"
         )
-        _progress(f"{fmt.seconds(audio.bytes):.1f} s of audio {where} in {_ms(started)}{first}")
+        _progress(
+            f"{fmt.seconds(audio.bytes):.1f} s of audio from {spoken.provider} voice "
+            f"{spoken.voice} {where}; the command took {_ms(started)}{first}"
+        )
     finally:
         await _close(tts)
 

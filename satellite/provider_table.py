@@ -26,8 +26,8 @@ AsrLoader = Callable[[Any, "Credentials", "str | None"], "AsrProvider"]
 TtsLoader = Callable[[Any, "Credentials", "str | None"], "TtsProvider"]
 # The provider's config section and a function naming how to set a key path -> problems.
 SetupCheck = Callable[[Any, Callable[[str], str]], list[str]]
-# The provider's config section and a voice named in speech.tts.voice -> why this provider
-# cannot speak it, or None (also when it cannot tell).
+# The provider's config section and a voice (speech.tts.voice, say --voice) -> why this
+# provider cannot speak it ("is not an Azure voice ..."), or None (also when it cannot tell).
 VoiceCheck = Callable[[Any, str], "str | None"]
 
 AZURE_VOICE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)+$")  # LOCALE-NameNeural
@@ -101,10 +101,7 @@ def _dashscope_setup(config: DashScopeConfig, hint: Callable[[str], str]) -> lis
 def _dashscope_voice(_config: DashScopeConfig, voice: str) -> str | None:
     if not AZURE_VOICE.match(voice):
         return None
-    return (
-        f"tts.voice {voice!r} is an Azure voice but tts.provider is dashscope; "
-        "set a DashScope voice or remove tts.voice to use providers.dashscope.tts.voice"
-    )
+    return "is an Azure voice, not a DashScope one"
 
 
 # --- Azure -------------------------------------------------------------------
@@ -141,10 +138,7 @@ def _azure_setup(config: AzureConfig, hint: Callable[[str], str]) -> list[str]:
 def _azure_voice(_config: AzureConfig, voice: str) -> str | None:
     if AZURE_VOICE.match(voice):
         return None
-    return (
-        f"tts.voice {voice!r} is not an Azure voice (LOCALE-NameNeural); "
-        "set an Azure voice or remove tts.voice to use providers.azure.tts.voice"
-    )
+    return "is not an Azure voice (LOCALE-NameNeural)"
 
 
 # --- espeak-ng ---------------------------------------------------------------
@@ -177,10 +171,7 @@ def _espeak_voice(config: EspeakConfig, voice: str) -> str | None:
         return None
     if spoken.returncode == 0:
         return None
-    return (
-        f"tts.voice {voice!r} is not an espeak-ng voice (espeak-ng --voices lists them, e.g. "
-        "en-us, cmn, de); set one or remove tts.voice to use providers.espeak.voice"
-    )
+    return "is not an espeak-ng voice (espeak-ng --voices lists them, e.g. en-us, cmn, de)"
 
 
 PROVIDERS: dict[str, ProviderSpec] = {

@@ -122,6 +122,22 @@ def _device_index(pa: pyaudio.PyAudio, wanted: str | int | None, is_input: bool)
     )
 
 
+def missing_device(config: MicConfig | SpeakerConfig, is_input: bool) -> str | None:
+    """Why the configured PortAudio device is not on this machine, or None (blocking; for
+    check-config: devices come and go, the daemon retries)."""
+    if config.backend != "pyaudio":
+        return None
+    with _PORTAUDIO_LOCK:
+        pa = _portaudio()
+        try:
+            _device_index(pa, config.device, is_input)
+        except LookupError as exc:
+            return str(exc)
+        finally:
+            pa.terminate()
+    return None
+
+
 _Call = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Literal
 
@@ -81,9 +82,9 @@ class Cancellation:
             code = ErrorCode.TIMEOUT
         else:
             code = ErrorCode.PROVIDER_FAILED
-        details = " ".join(self.details.split())[:_MAX_DETAILS]
-        if key:
-            details = details.replace(key, "***")
+        details = self.details.replace(key, "***") if key else self.details
+        # Whole words only: a host name or URL is kept whole or left out, never cut.
+        details = textwrap.shorten(details, _MAX_DETAILS, placeholder=" ...")
         return ProviderError(code, f"{what}: {self.code.name}: {details}")
 
 

@@ -63,12 +63,17 @@ class Voice:
     provider: str = ""  # set by a failover chain: which of its providers speaks it
 
 
+# Told, once audio starts, which provider speaks and in which voice (None: its default).
+SpeakerCallback = Callable[[str, str | None], None]
+
+
 @dataclass(frozen=True)
 class SynthesisOptions:
     """Per-request TTS settings from the Wyoming client."""
 
     voice: str | None = None
     ssml: bool = False
+    on_speaker: SpeakerCallback | None = None  # a failover chain names the member speaking
 
 
 @dataclass(frozen=True)

@@ -360,6 +360,8 @@ class FailoverTts(_Chain[TtsProvider], TtsProvider):
                     audio = provider.synthesize(recording.replay(), its_options)
                     async with contextlib.aclosing(audio):
                         async for pcm in audio:
+                            if not produced and options.on_speaker is not None:
+                                options.on_speaker(provider.name, its_options.voice)
                             produced = True
                             yield converter.convert(pcm)
                 except Exception as exc:

@@ -103,3 +103,20 @@ def test_mic_test_without_a_mic_ends_at_once_naming_the_input_device(tmp_path, m
     assert result.returncode == 1
     assert "no input device 'usb-mic' (input devices here: none)" in result.stderr
     assert "'voice-satellite devices'" in result.stderr
+
+
+def test_check_config_warns_of_a_named_mic_this_device_lacks(tmp_path, monkeypatch):
+    use_file_alsa(tmp_path, monkeypatch)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "speech: {enabled: false}\n"
+        "satellite: {enabled: true, mic: {backend: pyaudio, device: usb-mic},"
+        " speaker: {backend: pyaudio}}\n"
+    )
+    result = run_cli("check-config", "--config", str(config))
+    assert result.returncode == 0, result.stderr  # valid: the mic may be plugged in later
+    warnings = [line.strip() for line in result.stdout.splitlines() if "warning:" in line]
+    assert warnings == [
+        "warning: satellite.mic: no input device 'usb-mic' (input devices here: 'default'); "
+        "check that it is plugged in and listed by 'voice-satellite devices'"
+    ]  # the default speaker is there: nothing said of it

@@ -112,7 +112,10 @@ def test_say_writes_cosyvoice_audio_to_a_wav_file(tmp_path: Path, dashscope: Fak
     assert read_wav(output) == ((24000, 2, 1), dashscope.tts_audio_for("你好，世界。", 24000))
     lines = result.stderr.splitlines()
     assert lines[0] == "synthesizing with dashscope cosyvoice-v2 voice longxiaochun_v2..."
-    assert lines[1].startswith(f"0.2 s of audio written to {output} in ")
+    assert lines[1].startswith(
+        f"0.2 s of audio from dashscope voice longxiaochun_v2 written to {output}; "
+        "the command took "
+    )
     assert_no_key(result.stdout, result.stderr)
 
 
@@ -130,7 +133,7 @@ def test_say_reads_stdin_and_plays_on_the_configured_speaker(tmp_path: Path, azu
     assert "en-US-GuyNeural" in ssml and "Good morning." in ssml
     assert sink.read_bytes() == azure.tts_audio_for(ssml, 24000)
     assert "voice en-US-GuyNeural" in result.stderr
-    assert f"of audio played on file {sink} in " in result.stderr
+    assert f"of audio from azure voice en-US-GuyNeural played on file {sink}; " in result.stderr
 
 
 def test_say_through_a_failover_list_when_the_first_provider_is_down(
@@ -157,8 +160,24 @@ providers:
     result = run_cli("say", "Hello there.", "--config", config, "--output", output)
     assert result.returncode == 0, result.stderr
     assert "synthesizing with dashscope -> azure cosyvoice-v2" in result.stderr
+    # What it says at the end is who really spoke: the second provider, in its own voice.
+    assert "of audio from azure voice en-US-JennyNeural written to" in result.stderr
     [ssml] = azure.received_ssml
     assert read_wav(output) == ((24000, 2, 1), azure.tts_audio_for(ssml, 24000))
+
+
+def test_a_voice_the_provider_cannot_have_exits_1_before_any_request(
+    tmp_path: Path, azure: FakeAzure
+):
+    config = write_config(tmp_path / "config.yaml", azure_yaml(azure))
+    output = tmp_path / "out.wav"
+    result = run_cli("say", "Hi.", "--config", config, "--voice", "longwan", "--output", output)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: --voice 'longwan' is not an Azure voice (LOCALE-NameNeural); "
+        "'voice-satellite voices' lists the voices"
+    )
+    assert azure.received_ssml == [] and not output.exists()
 
 
 def test_a_provider_failure_exits_3_with_its_error_code(tmp_path: Path, dashscope: FakeDashScope):
@@ -431,7 +450,7 @@ def test_say_writes_the_format_its_extension_names(
     assert abs(len(written) / written_rate - len(expected) / rate) < 0.08
     if kind == "FLAC":  # lossless
         assert np.array_equal(written, expected)
-    assert f"written to {output} in " in result.stderr
+    assert f"written to {output}; the command took " in result.stderr
 
 
 def test_say_refuses_an_unknown_extension_before_any_request(

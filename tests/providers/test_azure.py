@@ -18,7 +18,7 @@ import pytest
 from satellite.config import AzureAsr, AzureConfig, AzureTts, Timeouts
 from satellite.errors import ErrorCode, ProviderError
 from satellite.providers.azure_asr import AzureAsrProvider, advertised_languages
-from satellite.providers.azure_common import speech_config
+from satellite.providers.azure_common import Cancellation, speech_config
 from satellite.providers.azure_tts import AzureTtsProvider
 from satellite.providers.base import Credentials, SynthesisOptions
 from satellite.providers.text import SentenceSplitter, join_phrases
@@ -606,3 +606,17 @@ def test_fake_lists_voices(fake: FakeAzure) -> None:
 def test_fake_runs_as_a_process() -> None:
     line = fake_process_ready_line("tests.fakes.azure", "--fault", "stall")
     assert line.startswith("READY ws://127.0.0.1:")
+
+
+def test_a_long_error_keeps_host_names_whole_and_never_shows_the_key() -> None:
+    host = "wss://westeurope.stt.speech.microsoft.com/speech/recognition/conversation/cognitiveservices/v1"
+    details = f"WebSocket upgrade failed: Authentication error (401) for {KEY}. " + "x " * 100
+    for padding in range(0, 240, 7):  # the host lands on the length limit at some padding
+        cancellation = Cancellation(
+            speechsdk.CancellationReason.Error,
+            speechsdk.CancellationErrorCode.AuthenticationFailure,
+            details[: 60 + padding] + f" {host} USP state: 2.",
+        )
+        error = cancellation.error("Azure ASR", False, KEY)
+        assert error.code == ErrorCode.AUTH_FAILED and KEY not in error.message
+        assert host in error.message or "westeurope" not in error.message
