@@ -62,3 +62,23 @@ def test_zeroconf_false_advertises_nothing(tmp_path: Path):
     config = tmp_path / "config.yaml"
     config.write_text('zeroconf: false\nspeech: {uri: "tcp://0.0.0.0:10300"}\n', encoding="utf-8")
     assert browse(config, 1, seconds=4) == []
+
+
+def test_doctor_sees_the_running_daemon_advertised(tmp_path: Path):
+    config = tmp_path / "config.yaml"
+    config.write_text('speech: {uri: "tcp://0.0.0.0:10300", name: "doctor speech"}\n')
+    daemon = f"{sys.executable} -m satellite run --config {config}"
+    wait = f"{sys.executable} -m tests.e2e.wait_port 10300 20"
+    doctor = f"{sys.executable} -m satellite doctor --config {config}"
+    script = (
+        f"{NAMESPACE_SETUP} && {{ {daemon} >/dev/null 2>&1 & daemon=$!; }} "
+        f"&& {wait} && {doctor}; kill $daemon; wait $daemon"
+    )
+    result = subprocess.run(
+        ["unshare", "-n", "sh", "-c", script],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO), "DASHSCOPE_API_KEY": "test-dashscope-key"},
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert "ok    speech port: tcp://0.0.0.0:10300: served by this daemon (running)" in lines
+    assert "ok    zeroconf speech: 'doctor speech' is advertised" in lines, result.stdout
