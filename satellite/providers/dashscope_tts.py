@@ -41,6 +41,8 @@ _LOGGER = logging.getLogger(__name__)
 CANCEL_WAIT_MILLIS = 1000
 # A warm connection idle this long is replaced: servers drop idle websockets.
 MAX_IDLE_SECONDS = 25.0
+# How many times (0.1 s apart) a websocket closed while connecting is shut until it has ended.
+CUT_ATTEMPTS = 50
 
 
 # ("started" | "audio" | "complete" | "task-failed" | "socket-error" | "error", value)
@@ -102,13 +104,28 @@ class _Synthesizer(SpeechSynthesizer):
         self._closed = False
 
     def connect(self, timeout: float) -> None:
-        """Blocking: open the websocket ahead of the task, as the SDK's own pool does."""
+        """Blocking: open the websocket ahead of the task, as the SDK's own pool does. A
+        failed connect closes it: its handshake may still be under way."""
         self.warm = True
         try:
             self._SpeechSynthesizer__connect(timeout)
+        except BaseException:
+            self._closed = True
+            raise
         finally:
             if self._closed:  # close() may have come before the socket it shuts existed
-                shutdown_websocket(self.ws)
+                self._cut()
+
+    def _cut(self) -> None:
+        """Blocking, bounded: shut the websocket until its thread has ended. A handshake
+        under way completes after a shutdown that came before its socket existed (and
+        ``run_forever`` sets ``keep_running`` again as it starts)."""
+        thread = getattr(self, "thread", None)
+        for _ in range(CUT_ATTEMPTS):
+            shutdown_websocket(self.ws)
+            if thread is None or not thread.is_alive():
+                return
+            thread.join(0.1)
 
     @property
     def ready(self) -> bool:

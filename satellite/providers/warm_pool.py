@@ -72,6 +72,7 @@ class WarmPool(Generic[R]):
         self._max_retry_s = max_retry_s
         self._idle: list[tuple[R, float]] = []  # with when each became idle
         self._lent: set[R] = set()  # reusable ones taken and not given back yet
+        self._opening: set[R] = set()  # made by a round, not yet idle: close() closes them
         self._wake = asyncio.Event()
         self._round: asyncio.Task[None] | None = None  # connecting what is missing
         self._maintainer: asyncio.Task[None] | None = None
@@ -127,10 +128,11 @@ class WarmPool(Generic[R]):
         self._closed = True
         tasks = [task for task in (self._maintainer, self._round) if task is not None]
         for task in tasks:
-            task.cancel()  # a resource being connected is closed as its connect is cancelled
+            task.cancel()
         idle, self._idle = self._idle, []
-        for resource, _ in idle:
+        for resource in (*(resource for resource, _ in idle), *self._opening):
             resource.close()
+        self._opening.clear()
         if tasks:
             await asyncio.wait(tasks)
 
@@ -174,14 +176,18 @@ class WarmPool(Generic[R]):
             *(self._open() for _ in range(self._missing())), return_exceptions=True
         )
         now = time.monotonic()
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
         for result in results:
             if isinstance(result, BaseException):
                 continue
-            if self._closed or self._missing() <= 0:  # one was made for a request meanwhile
+            self._opening.discard(result)
+            if not result.ready:  # dropped as it opened: retried later, not at once
+                failure = failure or ConnectionError("closed as soon as it connected")
+                result.close()
+            elif self._closed or self._missing() <= 0:  # one was made for a request meanwhile
                 result.close()
             else:
                 self._idle.append((result, now))
-        failure = next((r for r in results if isinstance(r, BaseException)), None)
         if self._closed:
             return
         if failure is None:
@@ -199,9 +205,11 @@ class WarmPool(Generic[R]):
         except asyncio.CancelledError:
             creating.add_done_callback(_close_created)
             raise
+        self._opening.add(resource)  # until the round has placed it, even if it is cancelled
         try:
             await self._connect(resource)
         except BaseException:
+            self._opening.discard(resource)
             resource.close()
             raise
         return resource

@@ -49,6 +49,7 @@ class Server:
         self.attempts = 0
         self.connecting = 0  # connects inside the (blocking) handshake now
         self.refuse = False
+        self.drop = False  # accept, then close at once
         self.gate = threading.Event()
         self.gate.set()
 
@@ -63,6 +64,8 @@ class Server:
             if self.refuse:
                 raise ConnectionRefusedError("refused by the test server")
             connection.connected()
+            if self.drop:
+                connection.close()
         finally:
             with self._lock:
                 self.connecting -= 1
@@ -150,6 +153,21 @@ async def test_failed_connects_back_off(server: Server, caplog: pytest.LogCaptur
     await pool.close()
 
 
+async def test_one_dropped_as_it_connects_is_retried_after_the_pause(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.drop = True
+    pool = make_pool(server, size=1, retry_s=1.0)
+    await pool.fill()
+    assert pool.ready_count == 0 and server.attempts == 1
+    await asyncio.sleep(0.2)
+    assert server.attempts == 1  # not reconnected in a loop
+    assert "closed as soon as it connected; next attempt in 1 s" in caplog.text
+    server.drop = False
+    assert await wait_for(lambda: pool.ready_count == 1, 5.0)
+    await pool.close()
+
+
 async def test_give_back_keeps_only_clean_ones_up_to_the_maximum(server: Server) -> None:
     pool = make_pool(server, size=1, keep=2)
     await pool.fill()
@@ -213,3 +231,24 @@ async def test_close_releases_one_created_too_late(server: Server) -> None:
     created.set()
     assert await wait_for(lambda: bool(made))
     assert await wait_for(lambda: made[0].closed)
+
+
+async def test_close_releases_one_connected_but_not_yet_placed() -> None:
+    connected = asyncio.Event()
+    made: list[Connection] = []
+
+    async def create() -> Connection:
+        made.append(Connection())
+        return made[-1]
+
+    async def connect(connection: Connection) -> None:
+        connection.connected()
+        connected.set()
+
+    pool = WarmPool("test connection", 1, create, connect)
+    filling = asyncio.create_task(pool.fill())
+    await connected.wait()  # the pool has not taken it in yet
+    async with asyncio.timeout(1.0):
+        await pool.close()
+        await filling
+    assert made[0].closed
