@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
+import functools
 from collections.abc import AsyncIterator
 from xml.sax.saxutils import escape, quoteattr
 
@@ -17,8 +16,8 @@ from ..errors import ErrorCode, ProviderError
 from .azure_common import Cancellation, SdkEvent, speech_config
 from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider, Voice
 from .text import SentenceSplitter
+from .warm_pool import WarmPool
 
-_LOGGER = logging.getLogger(__name__)
 _WHAT = "Azure TTS"
 _FORMATS = {
     8000: speechsdk.SpeechSynthesisOutputFormat.Raw8Khz16BitMonoPcm,
@@ -88,7 +87,8 @@ def _cancellation(e: speechsdk.SpeechSynthesisEventArgs) -> Cancellation:
 
 
 class _Synthesizer:
-    """A SpeechSynthesizer (it keeps its connection between requests) and its sink."""
+    """A SpeechSynthesizer and its sink. The SDK keeps the connection between requests, and
+    connects again by itself if the service has closed it meanwhile."""
 
     def __init__(self, config: speechsdk.SpeechConfig) -> None:
         self.sink = _Sink()
@@ -99,6 +99,7 @@ class _Synthesizer:
             self.synthesizer
         )
         self.pending: speechsdk.ResultFuture | None = None  # the request being spoken
+        self._closed = False
         put = self.sink.put
         self.connection.connected.connect(lambda _: put(SdkEvent("connected")))
         self.connection.disconnected.connect(lambda _: put(SdkEvent("disconnected")))
@@ -109,6 +110,11 @@ class _Synthesizer:
         self.synthesizer.synthesis_canceled.connect(
             lambda e: put(SdkEvent("canceled", cancellation=_cancellation(e)))
         )
+
+    @property
+    def ready(self) -> bool:
+        """Not freed, and not speaking: the next request may use it."""
+        return not self._closed and self.pending is None
 
     def open(self) -> None:
         """Start connecting now rather than at the first request; ``connected`` follows."""
@@ -121,8 +127,14 @@ class _Synthesizer:
         self.sink.events = events
         self.pending = self.synthesizer.speak_ssml_async(ssml)
 
-    def release(self) -> None:
-        """Blocking: stop speaking and free the native objects on this (pool) thread."""
+    def close(self) -> None:
+        """Stop speaking and free the native objects, on a pool thread (non-blocking)."""
+        if not self._closed:
+            self._closed = True
+            run_blocking_detached(self._release)
+
+    def _release(self) -> None:
+        """Blocking: the native objects' last references are dropped on this (pool) thread."""
         synthesizer, self.synthesizer = self.synthesizer, None
         pending, self.pending = self.pending, None
         self.connection = None
@@ -185,15 +197,12 @@ class _Call:
         return ProviderError(ErrorCode.CONNECT_FAILED, f"{_WHAT}: no connection within {phase:g} s")
 
     def close(self) -> None:
-        """Keep an idle synthesizer for later calls; stop and free a busy one."""
+        """Give the synthesizer back: kept for later calls if idle, stopped and freed if busy."""
         synth, self._synth = self._synth, None
         if synth is None:
             return
         synth.sink.events = None
-        if synth.pending is None:
-            self._provider.give_back(synth)
-        else:
-            run_blocking_detached(synth.release)
+        self._provider.give_back(synth)
 
 
 class AzureTtsProvider(TtsProvider):
@@ -209,35 +218,40 @@ class AzureTtsProvider(TtsProvider):
         self.audio_format = AudioFormat(rate=config.tts.sample_rate, width=2, channels=1)
         names = dict.fromkeys((self._voice, *config.tts.voices))
         self.voices = tuple(describe_voice(name) for name in names)
-        self._idle: list[_Synthesizer] = []
-        self._max_idle = max(_MAX_IDLE, config.warm_connections)
+        # Kept between requests: the SDK keeps their connections, so none expires.
+        self._pool = WarmPool(
+            "Azure TTS connection",
+            config.warm_connections,
+            functools.partial(run_blocking, self._new_synthesizer),
+            self._connect,
+            keep=max(_MAX_IDLE, config.warm_connections),
+        )
 
     async def prepare(self) -> None:
-        """Connect ``warm_connections`` synthesizers ahead of the first requests (the SDK
-        keeps a synthesizer's connection open between requests)."""
-        count = self._config.warm_connections - len(self._idle)
-        await asyncio.gather(*(self._warm_up() for _ in range(count)))
+        """Connect ``warm_connections`` synthesizers ahead of the first requests (none without
+        a host, or a region and a key: requests report what is missing)."""
+        if self._config.host or (self._config.region and self._credentials.key):
+            await self._pool.fill()
 
-    async def _warm_up(self) -> None:
-        """Add one synthesizer to the idle ones once it has connected (or failed to, or the
-        connect deadline passed: a request then connects it again)."""
-        try:
-            synth = await run_blocking(self._new_synthesizer)
-        except ProviderError:  # no key or region: requests report it
-            return
+    async def _connect(self, synth: _Synthesizer) -> None:
         events: CallbackQueue[SdkEvent] = CallbackQueue()
         synth.sink.events = events
         timeout = self._config.timeouts.connect
         try:
             await run_blocking(synth.open)
-            await events.get(timeout)  # connected, or disconnected: nothing else comes
-        except TimeoutError:  # e.g. a rejected key: the SDK reports it only to a request
-            _LOGGER.warning("%s: no warm connection within %g s", _WHAT, timeout)
+            event = await events.get(timeout)  # connected, or disconnected: nothing else comes
+        except TimeoutError:  # e.g. a rejected key: the SDK reports why only to a request
+            raise self._connect_failed(f"no connection within {timeout:g} s") from None
         except RuntimeError as exc:  # what the SDK raises when a native call fails
-            _LOGGER.warning("%s: no warm connection: %s", _WHAT, exc)
+            raise self._connect_failed(exc) from None
         finally:
             synth.sink.events = None
-            self.give_back(synth)
+        if event.kind != "connected":
+            raise self._connect_failed("the service closed the connection")
+
+    @staticmethod
+    def _connect_failed(detail: object) -> ProviderError:
+        return ProviderError(ErrorCode.CONNECT_FAILED, f"{_WHAT}: {detail}")
 
     async def synthesize(
         self, text: AsyncIterator[str], options: SynthesisOptions
@@ -270,9 +284,11 @@ class AzureTtsProvider(TtsProvider):
             yield build_ssml(sentence, voice, self._config.tts)
 
     def take_synthesizer(self) -> _Synthesizer:
-        if self._idle:
-            return self._idle.pop()
-        return self._new_synthesizer()
+        synth = self._pool.take()
+        if synth is None:
+            synth = self._new_synthesizer()
+            self._pool.adopt(synth)
+        return synth
 
     def _new_synthesizer(self) -> _Synthesizer:
         config = speech_config(self._config, self._credentials)
@@ -286,12 +302,7 @@ class AzureTtsProvider(TtsProvider):
         return _Synthesizer(config)
 
     def give_back(self, synth: _Synthesizer) -> None:
-        if len(self._idle) < self._max_idle:
-            self._idle.append(synth)
-        else:
-            run_blocking_detached(synth.release)
+        self._pool.give_back(synth)
 
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for synth in idle:
-            await run_blocking(synth.release)
+        await self._pool.close()

@@ -1,5 +1,5 @@
 """What the Qwen realtime providers (``dashscope_realtime_asr``, ``dashscope_realtime_tts``)
-share: one realtime session's events and blocking SDK calls, and a pool of warm sessions."""
+share: one realtime session's events and blocking SDK calls, and where requests get sessions."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..errors import ErrorCode, ProviderError
 from .base import CallClock, Deadlines
 from .dashscope_common import Failures, shutdown_websocket
+from .warm_pool import WarmPool
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class RealtimeConnection:
                 if kind != "event" or value.get("type") == "error":
                     raise self._opening_error(kind, value)
         except BaseException:
-            self.abort()
+            self.close()
             raise
 
     async def configure(
@@ -141,7 +142,7 @@ class RealtimeConnection:
                 if kind == "event" and value.get("type") == "error":
                     raise self._failure(kind, value)
         except BaseException:
-            self.abort()
+            self.close()
             raise
 
     def call(self, func: Callable[..., object], *args: object) -> None:
@@ -198,7 +199,12 @@ class RealtimeConnection:
             loop = asyncio.get_running_loop()
             loop.call_later(CANCEL_GRACE_SECONDS, shutdown_websocket, self.client.ws)
 
-    def abort(self) -> None:
+    @property
+    def ready(self) -> bool:
+        """Open, unused, and the server has not ended it."""
+        return not self._closed and not self._callback.ended.is_set()
+
+    def close(self) -> None:
         """Cut the connection now (non-blocking); a connect still running is cut as it returns."""
         with self._lock:
             self._closed = True
@@ -262,10 +268,9 @@ class RealtimeConnection:
         return error if isinstance(error, ProviderError) else self.failures.connect(error)
 
 
-class WarmPool:
-    """Realtime connections opened ahead of requests, so that a request does not wait for the
-    connect: at most ``size`` idle ones, each used by one request; the pool is topped up in the
-    background after each request takes one."""
+class RealtimeSessions:
+    """Where requests get their sessions: a warm one (opened ahead, in a ``WarmPool``) if
+    one is still open, else a new one."""
 
     def __init__(
         self,
@@ -274,19 +279,16 @@ class WarmPool:
         failures: Failures,
         deadlines: Deadlines,
     ) -> None:
-        self._size = size
         self._new_client = new_client  # blocking (may wait for the SDK globals lock)
         self._failures = failures
         self._deadlines = deadlines
-        self._idle: list[RealtimeConnection] = []
-        self._filler: asyncio.Task[None] | None = None
-        self._closed = False
+        self._pool = WarmPool(
+            f"DashScope {failures.what} connection", size, self._create, self._open_warm
+        )
 
     async def fill(self) -> None:
-        """Open the idle connections now; failures are logged, never raised."""
-        self._refill()
-        if self._filler is not None:
-            await asyncio.wait([self._filler])
+        """Open the warm sessions now; failures are logged, never raised."""
+        await self._pool.fill()
 
     async def acquire(
         self, clock: CallClock, update: Callable[[Any], object]
@@ -294,47 +296,25 @@ class WarmPool:
         """A session configured with ``update``: a warm one if one is still open, else a new
         one, within the connect deadline."""
         until = time.monotonic() + clock.deadlines.connect
-        while self._idle:
-            connection = self._idle.pop(0)
-            self._refill()
+        while (connection := self._pool.take()) is not None:
             if await connection.configure(clock, until, update):
                 return connection
-            connection.abort()  # closed while idle
-        connection = await self._open(clock, until)
-        self._refill()
+            connection.close()  # closed while idle
+        connection = await self._create()
+        await connection.open(clock, until)
         if not await connection.configure(clock, until, update):
-            connection.abort()
+            connection.close()
             raise self._failures.connect("the connection closed before the session started")
         return connection
 
     async def close(self) -> None:
-        self._closed = True
-        if self._filler is not None:
-            self._filler.cancel()
-            await asyncio.wait([self._filler])
-        for connection in self._idle:
-            connection.abort()
-        self._idle.clear()
+        await self._pool.close()
 
-    async def _open(self, clock: CallClock, until: float) -> RealtimeConnection:
+    async def _create(self) -> RealtimeConnection:
         callback = RealtimeCallback()
         client = await run_blocking(self._new_client, callback)
-        connection = RealtimeConnection(client, callback, self._failures)
-        await connection.open(clock, until)
-        return connection
+        return RealtimeConnection(client, callback, self._failures)
 
-    def _refill(self) -> None:
-        if self._closed or len(self._idle) >= self._size:
-            return
-        if self._filler is None or self._filler.done():
-            self._filler = asyncio.create_task(self._fill())
-
-    async def _fill(self) -> None:
-        while not self._closed and len(self._idle) < self._size:
-            clock = CallClock(self._deadlines)
-            try:
-                connection = await self._open(clock, time.monotonic() + self._deadlines.connect)
-            except Exception as exc:  # a ProviderError, or an SDK surprise: retried next time
-                _LOGGER.warning("no spare DashScope %s connection: %s", self._failures.what, exc)
-                return
-            self._idle.append(connection)
+    async def _open_warm(self, connection: RealtimeConnection) -> None:
+        clock = CallClock(self._deadlines)
+        await connection.open(clock, time.monotonic() + self._deadlines.connect)

@@ -33,7 +33,7 @@ from .dashscope_realtime import (
     RealtimeCallback,
     RealtimeConnection,
     RealtimeServerError,
-    WarmPool,
+    RealtimeSessions,
 )
 from .text import Hypothesis
 
@@ -118,7 +118,7 @@ class QwenRealtimeAsrSession(AsrSession):
         self._ended = True
         if not self._released:
             self._released = True
-            self._connection.abort()
+            self._connection.close()
 
     def _apply_ready(self) -> None:
         """Handle the events that have arrived; raises the session's failure, if any."""
@@ -160,7 +160,7 @@ class QwenRealtimeAsrSession(AsrSession):
     def _fail(self, error: ProviderError) -> ProviderError:
         self._failure = error
         self._ended = self._released = True
-        self._connection.abort()
+        self._connection.close()
         return error
 
 
@@ -178,7 +178,9 @@ class QwenRealtimeAsrProvider(AsrProvider):
         self._identify = default_language == AUTO_LANGUAGE
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
         failures = Failures("recognition", config.realtime_url, credentials.key)
-        self._pool = WarmPool(config.warm_connections, self._client, failures, self._deadlines)
+        self._sessions = RealtimeSessions(
+            config.warm_connections, self._client, failures, self._deadlines
+        )
 
     async def open(
         self, language: str | None, on_partial: PartialCallback | None = None
@@ -200,15 +202,15 @@ class QwenRealtimeAsrProvider(AsrProvider):
                 **asr.parameters,  # explicit configuration wins
             )
 
-        connection = await self._pool.acquire(clock, update)
+        connection = await self._sessions.acquire(clock, update)
         return QwenRealtimeAsrSession(connection, clock, on_partial)
 
     async def prepare(self) -> None:
         if self._credentials.key:
-            await self._pool.fill()
+            await self._sessions.fill()
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self._sessions.close()
 
     def _client(self, callback: RealtimeCallback) -> _Conversation:
         return _Conversation(

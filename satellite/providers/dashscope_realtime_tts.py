@@ -24,7 +24,7 @@ from ..dashscope_models import tts_model
 from ..errors import ProviderError
 from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider
 from .dashscope_common import Failures, api_key_global, model_voices, stream_audio
-from .dashscope_realtime import RealtimeCallback, RealtimeConnection, WarmPool
+from .dashscope_realtime import RealtimeCallback, RealtimeConnection, RealtimeSessions
 from .text import SentenceSplitter
 
 
@@ -45,8 +45,10 @@ class _Synthesis:
     """One ``synthesize`` call: ``feed`` (a task) sends the text as it arrives while the
     generator reads audio, so audio flows while text is still coming."""
 
-    def __init__(self, pool: WarmPool, config: DashScopeTts, deadlines: Deadlines, voice: str):
-        self._pool = pool
+    def __init__(
+        self, sessions: RealtimeSessions, config: DashScopeTts, deadlines: Deadlines, voice: str
+    ):
+        self._sessions = sessions
         self._config = config
         self._deadlines = deadlines
         self._voice = voice
@@ -70,7 +72,7 @@ class _Synthesis:
                     if not piece.strip():
                         continue
                     self._clock = CallClock(self._deadlines)
-                    self._connection = await self._pool.acquire(self._clock, self._update)
+                    self._connection = await self._sessions.acquire(self._clock, self._update)
                     self._started.set_result(self._connection)
                 if piece:
                     self._send(self._connection, piece)
@@ -179,7 +181,9 @@ class QwenRealtimeTtsProvider(TtsProvider):
         self.audio_format = AudioFormat(config.tts.default_sample_rate, 2, 1)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
         failures = Failures("synthesis", config.realtime_url, credentials.key)
-        self._pool = WarmPool(config.warm_connections, self._client, failures, self._deadlines)
+        self._sessions = RealtimeSessions(
+            config.warm_connections, self._client, failures, self._deadlines
+        )
 
     async def synthesize(
         self, text: AsyncIterator[str], options: SynthesisOptions
@@ -187,16 +191,16 @@ class QwenRealtimeTtsProvider(TtsProvider):
         # SSML is not understood by these models: the text goes through unchanged.
         self._credentials.require("DashScope")
         voice = options.voice or self._default_voice
-        synthesis = _Synthesis(self._pool, self._config.tts, self._deadlines, voice)
+        synthesis = _Synthesis(self._sessions, self._config.tts, self._deadlines, voice)
         async for chunk in stream_audio(synthesis, text):
             yield chunk
 
     async def prepare(self) -> None:
         if self._credentials.key:
-            await self._pool.fill()
+            await self._sessions.fill()
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self._sessions.close()
 
     def _client(self, callback: RealtimeCallback) -> _Tts:
         with api_key_global(self._credentials.key):

@@ -8,13 +8,11 @@ only the construction runs under the globals lock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from dashscope.audio.tts_v2 import AudioFormat as SdkAudioFormat
@@ -35,6 +33,7 @@ from .dashscope_common import (
     shutdown_websocket,
     stream_audio,
 )
+from .warm_pool import WarmPool
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,9 +41,8 @@ _LOGGER = logging.getLogger(__name__)
 CANCEL_WAIT_MILLIS = 1000
 # A warm connection idle this long is replaced: servers drop idle websockets.
 MAX_IDLE_SECONDS = 25.0
-# After a failed pre-connect, the next attempt waits this long (doubling up to the maximum).
-RETRY_SECONDS = 30.0
-MAX_RETRY_SECONDS = 300.0
+# How many times (0.1 s apart) a websocket closed while connecting is shut until it has ended.
+CUT_ATTEMPTS = 50
 
 
 # ("started" | "audio" | "complete" | "task-failed" | "socket-error" | "error", value)
@@ -86,9 +84,16 @@ class _Synthesizer(SpeechSynthesizer):
     """Reports websocket failures, which the SDK only logs: a refused or unauthorized
     connection would otherwise surface as the SDK's 5 s connect timeout.
 
-    A warm synthesizer (pre-connected by ``_WarmPool``) never reports a socket failure that
+    A warm synthesizer (pre-connected in a ``WarmPool``) never reports a socket failure that
     comes before its task has started: its connection went stale, and the request using it
     connects anew instead.
+
+    The SDK's ``SpeechSynthesizerObjectPool`` does not fit: it is a process-wide singleton
+    whose ``__init__`` runs again on every construction (each time starting another
+    never-ending, non-daemon reconnect thread), it connects all its objects one after the
+    other, blocking, in that constructor, and it hands out plain ``SpeechSynthesizer``s
+    without our failure reporting and thread-safe close. A synthesizer built directly closes
+    its socket after its task, so each warm one serves one request.
     """
 
     def __init__(self, sink: _Sink, **kwargs: Any) -> None:
@@ -96,16 +101,40 @@ class _Synthesizer(SpeechSynthesizer):
         self.sink = sink
         self.warm = False
         self.failure: object = None  # why a warm connection failed
+        self._closed = False
 
     def connect(self, timeout: float) -> None:
-        """Blocking: open the websocket ahead of the task, as the SDK's own pool does."""
+        """Blocking: open the websocket ahead of the task, as the SDK's own pool does. A
+        failed connect closes it: its handshake may still be under way."""
         self.warm = True
-        self._SpeechSynthesizer__connect(timeout)
+        try:
+            self._SpeechSynthesizer__connect(timeout)
+        except BaseException:
+            self._closed = True
+            raise
+        finally:
+            if self._closed:  # close() may have come before the socket it shuts existed
+                self._cut()
+
+    def _cut(self) -> None:
+        """Blocking, bounded: shut the websocket until its thread has ended. A handshake
+        under way completes after a shutdown that came before its socket existed (and
+        ``run_forever`` sets ``keep_running`` again as it starts)."""
+        thread = getattr(self, "thread", None)
+        for _ in range(CUT_ATTEMPTS):
+            shutdown_websocket(self.ws)
+            if thread is None or not thread.is_alive():
+                return
+            thread.join(0.1)
 
     @property
     def ready(self) -> bool:
         """Warm, still connected, and nothing has gone wrong since."""
-        return self._SpeechSynthesizer__is_connected() and not self.start_event.is_set()
+        return (
+            not self._closed
+            and self._SpeechSynthesizer__is_connected()
+            and not self.start_event.is_set()
+        )
 
     def on_error(self, ws: object, error: object) -> None:
         if self.warm and not self.start_event.is_set():
@@ -118,6 +147,8 @@ class _Synthesizer(SpeechSynthesizer):
         self.sink.put(("socket-error", error))
 
     def close(self) -> None:
+        """Non-blocking; also called by the SDK after a task."""
+        self._closed = True
         self.complete_event.set()  # the task cannot finish now: release streaming_complete()
         shutdown_websocket(self.ws)
 
@@ -147,138 +178,16 @@ def _socket_failure(failures: Failures, error: object, started: bool) -> Provide
     return failures.lost(error) if started else failures.connect(error)
 
 
-class _WarmPool:
-    """Up to ``size`` connected synthesizers for the provider's default voice and format.
-
-    The SDK's ``SpeechSynthesizerObjectPool`` does not fit: it is a process-wide singleton
-    whose ``__init__`` runs again on every construction (each time starting another
-    never-ending, non-daemon reconnect thread), it connects all its objects one after the
-    other, blocking, in that constructor, and it hands out plain ``SpeechSynthesizer``s
-    without our failure reporting and thread-safe close.
-
-    A synthesizer built directly closes its socket after its task, so each warm one serves
-    one request; ``take`` makes the background task connect a replacement. Connections idle
-    longer than ``MAX_IDLE_SECONDS`` are replaced; after a failed connect the next attempt
-    waits ``RETRY_SECONDS`` (doubling), so a bad key or a dead server is not hammered.
-    """
-
-    def __init__(
-        self, size: int, create: Callable[[], _Synthesizer], timeout: float, failures: Failures
-    ) -> None:
-        self._size = size
-        self._create = create
-        self._timeout = timeout
-        self._failures = failures
-        self._idle: list[tuple[_Synthesizer, float]] = []  # with when each connected
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._retry_at = 0.0
-        self._retry_seconds = RETRY_SECONDS
-        # Every synthesizer connecting or idle: close() shuts them, whatever thread has them.
-        self._lock = threading.Lock()
-        self._owned: set[_Synthesizer] = set()
-        self._closed = False
-
-    async def start(self) -> None:
-        """Connect the first synthesizers, then keep the pool full in the background."""
-        await self._replenish()
-        if not self._closed:
-            self._task = asyncio.create_task(self._maintain(), name="dashscope-tts-warm")
-
-    @property
-    def ready_count(self) -> int:
-        return sum(synthesizer.ready for synthesizer, _ in self._idle)
-
-    def take(self) -> _Synthesizer | None:
-        """A connected synthesizer, now the caller's to use and close; None if none is ready."""
-        while self._idle:
-            synthesizer, _ = self._idle.pop()  # the newest is the likeliest to be alive
-            self._wake.set()
-            self._disown(synthesizer)
-            if synthesizer.ready:
-                return synthesizer
-            synthesizer.close()
-        return None
-
-    async def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            owned, self._owned = self._owned, set()
-        self._idle.clear()
-        for synthesizer in owned:
-            synthesizer.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _maintain(self) -> None:
-        while not self._closed:
-            self._wake.clear()
-            now = time.monotonic()
-            for entry in list(self._idle):
-                synthesizer, connected_at = entry
-                if now - connected_at > MAX_IDLE_SECONDS or not synthesizer.ready:
-                    self._idle.remove(entry)
-                    self._disown(synthesizer)
-                    synthesizer.close()
-            if len(self._idle) < self._size and now >= self._retry_at:
-                await self._replenish()
-                continue
-            due = [connected_at + MAX_IDLE_SECONDS for _, connected_at in self._idle]
-            if len(self._idle) < self._size:
-                due.append(self._retry_at)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, min(due) - now) if due else None):
-                    await self._wake.wait()
-
-    async def _replenish(self) -> None:
-        """Connect one synthesizer per empty place, all at once."""
-        missing = self._size - len(self._idle)
-        results = await asyncio.gather(
-            *(run_blocking(self._connect) for _ in range(missing)), return_exceptions=True
-        )
-        if self._closed:
-            return
-        now = time.monotonic()
-        self._idle += [(r, now) for r in results if isinstance(r, _Synthesizer)]
-        failure = next((r for r in results if isinstance(r, Exception)), None)
-        if failure is None:
-            self._retry_seconds = RETRY_SECONDS
-            return
-        error = _socket_failure(self._failures, failure, started=False)
-        _LOGGER.warning("%s; next attempt in %g s", error.message, self._retry_seconds)
-        self._retry_at = now + self._retry_seconds
-        self._retry_seconds = min(2 * self._retry_seconds, MAX_RETRY_SECONDS)
-
-    def _connect(self) -> _Synthesizer | None:
-        """Blocking: a connected synthesizer (None if the pool closed); raises the reason of
-        a failed connection."""
-        synthesizer = self._create()
-        with self._lock:
-            if self._closed:
-                return None
-            self._owned.add(synthesizer)
-        try:
-            synthesizer.connect(self._timeout)
-        except Exception as exc:
-            self._disown(synthesizer)
-            synthesizer.close()
-            if isinstance(synthesizer.failure, Exception):  # e.g. the handshake's HTTP 401
-                raise synthesizer.failure from None
-            if isinstance(exc, TimeoutError):  # the SDK's message names its default 5 s
-                raise TimeoutError(f"no connection within {self._timeout:g} s") from None
-            raise
-        with self._lock:
-            closed = self._closed
-        if closed:  # close() may have come before the socket it shuts existed
-            synthesizer.close()
-            return None
-        return synthesizer
-
-    def _disown(self, synthesizer: _Synthesizer) -> None:
-        with self._lock:
-            self._owned.discard(synthesizer)
+async def _connect_warm(synthesizer: _Synthesizer, timeout: float, failures: Failures) -> None:
+    """Connect a synthesizer ahead of its request; ProviderError if it cannot."""
+    try:
+        await run_blocking(synthesizer.connect, timeout)
+    except Exception:
+        if isinstance(synthesizer.failure, Exception):  # e.g. the handshake's HTTP 401
+            exc = synthesizer.failure
+        elif isinstance(exc, TimeoutError):  # the SDK's message names its default 5 s
+            exc = TimeoutError(f"no connection within {timeout:g} s")
+        raise _socket_failure(failures, exc, started=False) from None
 
 
 def _abort(synthesizer: SpeechSynthesizer) -> None:
@@ -299,7 +208,7 @@ class _Synthesis:
         deadlines: Deadlines,
         key: str,
         voice: str,
-        pool: _WarmPool | None,
+        pool: WarmPool[_Synthesizer] | None,
     ) -> None:
         self._config = config
         self._deadlines = deadlines
@@ -450,19 +359,28 @@ class DashScopeTtsProvider(TtsProvider):
         self.voices = model_voices(tts_model(self.model), self._default_voice, config.tts.voices)
         self.audio_format = AudioFormat(config.tts.default_sample_rate, 2, 1)
         self._deadlines = Deadlines.from_timeouts(config.timeouts)
-        self._pool: _WarmPool | None = None
+        self._pool: WarmPool[_Synthesizer] | None = None
 
     async def prepare(self) -> None:
         """Open ``warm_connections`` connections for the default voice (none without a key)."""
         key = self._credentials.key
         if self._pool is not None or not key or not self._config.warm_connections:
             return
-        create = functools.partial(_new_synthesizer, self._config, key, self._default_voice, None)
-        failures = Failures("warm connection", self._config.websocket_url, key)
-        self._pool = _WarmPool(
-            self._config.warm_connections, create, self._deadlines.connect, failures
+        create = functools.partial(
+            run_blocking, _new_synthesizer, self._config, key, self._default_voice, None
         )
-        await self._pool.start()
+        failures = Failures("synthesis", self._config.websocket_url, key)
+        connect = functools.partial(
+            _connect_warm, timeout=self._deadlines.connect, failures=failures
+        )
+        self._pool = WarmPool(
+            "CosyVoice connection",
+            self._config.warm_connections,
+            create,
+            connect,
+            max_idle_s=MAX_IDLE_SECONDS,
+        )
+        await self._pool.fill()
 
     @property
     def warm_connections(self) -> int:
