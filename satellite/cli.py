@@ -164,7 +164,8 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="write an audio file instead, encoded as its extension says: .wav, .flac, .mp3, "
-        ".ogg (Vorbis) or .opus",
+        ".ogg or .opus (MP3 and Ogg Opus from the provider when it encodes them itself, "
+        "else encoded here; .ogg encoded here is Vorbis)",
     )
 
     transcribe = _command(

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .audio.files import AudioFile, AudioFileError, check_writable, read_audio, write_audio
+from .audio.files import (
+    AudioFile,
+    AudioFileError,
+    audio_seconds,
+    check_writable,
+    codec_label,
+    read_audio,
+    write_audio,
+    write_encoded,
+)
 from .audio.pcm import PcmConverter
 from .bridge import run_blocking
 from .config import AUTO_LANGUAGE, LoadedConfig
@@ -27,6 +36,7 @@ from .errors import ProviderError
 from .provider_table import PROVIDERS
 from .providers.base import (
     AsrProvider,
+    EncodedAudio,
     PartialCallback,
     SynthesisOptions,
     TtsProvider,
@@ -97,9 +107,36 @@ class _Measured:
             yield chunk
 
 
+# The encoding a provider may produce itself for a file of each extension. An Ogg Opus
+# stream is a valid .ogg file too (RFC 7845), though .ogg encoded here is Vorbis.
+_PROVIDER_ENCODED = {
+    ".mp3": EncodedAudio.MP3,
+    ".ogg": EncodedAudio.OGG_OPUS,
+    ".opus": EncodedAudio.OGG_OPUS,
+}
+
+
+async def _write(
+    tts: TtsProvider, text: str, options: SynthesisOptions, output: Path, spoken: _Speaking
+) -> tuple[_Measured, float | None, str]:
+    """Write the file as the provider encodes it when it can produce the file's encoding,
+    else encode its PCM here: the audio, its seconds, and who encoded it."""
+    encoding = _PROVIDER_ENCODED.get(output.suffix.lower())
+    if encoding is not None and encoding in tts.encoded_formats():
+        audio = _Measured(tts.synthesize_encoded(text, options, encoding))
+        await write_encoded(output, audio.chunks())
+        seconds = await run_blocking(audio_seconds, output)
+        return audio, seconds, f"{encoding} from {spoken.provider}"
+    audio = _Measured(tts.synthesize(one_piece(text), options))
+    await write_audio(output, tts.audio_format, audio.chunks())
+    return audio, tts.audio_format.seconds(audio.bytes), f"{codec_label(output)} encoded here"
+
+
 async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path | None) -> None:
     """Speak ``text`` on the satellite's speaker, or into the audio file ``output`` (its
-    extension names the codec; checked before anything is synthesized)."""
+    extension names the codec; checked before anything is synthesized). A file the provider
+    can encode itself (MP3, Ogg Opus at its rate) is written as the provider sends it;
+    any other is encoded here from its PCM."""
     speaker_config = loaded.config.satellite.speaker
     if output is None and speaker_config is None:
         raise CommandError(
@@ -122,14 +159,15 @@ async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path |
         spoken = _Speaking(tts, voice)
         _progress(f"synthesizing with {_chain(tts)} {tts.model} voice {spoken.voice}...")
         options = SynthesisOptions(voice=voice, on_speaker=spoken.changed)
-        audio = _Measured(tts.synthesize(one_piece(text), options))
+        seconds: float | None
         if output is not None:
-            await write_audio(output, fmt, audio.chunks())
-            where = f"written to {output}"
+            audio, seconds, encoded = await _write(tts, text, options, output, spoken)
+            where = f"written to {output} ({encoded})"
         else:
             assert speaker_config is not None
             from .audio.speaker import Speaker, SpeakerError
 
+            audio = _Measured(tts.synthesize(one_piece(text), options))
             device = Speaker(speaker_config)
             try:
                 await device.play(fmt, audio.chunks())
@@ -137,15 +175,17 @@ async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path |
                 raise CommandError(f"the speaker failed: {exc}") from None
             finally:
                 await device.close()
+            seconds = fmt.seconds(audio.bytes)
             where = f"played on {device.description}"
         first = (
             ""
             if audio.first_at is None
             else f" (first audio after {(audio.first_at - started) * 1000:.0f} ms)"
         )
+        length = "" if seconds is None else f"{seconds:.1f} s of "
         _progress(
-            f"{fmt.seconds(audio.bytes):.1f} s of audio from {spoken.provider} voice "
-            f"{spoken.voice} {where}; the command took {_ms(started)}{first}"
+            f"{length}audio from {spoken.provider} voice {spoken.voice} {where}; "
+            f"the command took {_ms(started)}{first}"
         )
     finally:
         await _close(tts)

@@ -1,11 +1,14 @@
 """Audio files, through libsndfile (soundfile): WAV, MP3, FLAC or OGG (Vorbis, Opus) read as
-s16le PCM, and PCM written in the container and codec the file's extension names."""
+s16le PCM, and PCM written in the container and codec the file's extension names (or audio
+that arrives already encoded, written as it comes)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import soundfile
 
@@ -56,15 +59,16 @@ def read_audio(path: Path) -> AudioFile:
 class _Codec:
     format: str
     subtype: str
+    label: str  # as the user reads it
     rates: tuple[int, ...] = ()  # the only sample rates it takes (empty: any)
 
 
 _WRITTEN = {
-    ".wav": _Codec("WAV", "PCM_16"),
-    ".flac": _Codec("FLAC", "PCM_16"),
-    ".mp3": _Codec("MP3", "MPEG_LAYER_III"),
-    ".ogg": _Codec("OGG", "VORBIS"),
-    ".opus": _Codec("OGG", "OPUS", (8000, 12000, 16000, 24000, 48000)),
+    ".wav": _Codec("WAV", "PCM_16", "WAV"),
+    ".flac": _Codec("FLAC", "PCM_16", "FLAC"),
+    ".mp3": _Codec("MP3", "MPEG_LAYER_III", "MP3"),
+    ".ogg": _Codec("OGG", "VORBIS", "Ogg Vorbis"),
+    ".opus": _Codec("OGG", "OPUS", "Ogg Opus", (8000, 12000, 16000, 24000, 48000)),
 }
 
 
@@ -75,6 +79,11 @@ def _codec(path: Path) -> _Codec:
         known = f"{', '.join(most)} or {last}"
         raise AudioFileError(f"cannot write {path}: the file name must end in {known}")
     return codec
+
+
+def codec_label(path: Path) -> str:
+    """What ``write_audio`` encodes a file of this name in, e.g. "MP3", "Ogg Vorbis"."""
+    return _codec(path).label
 
 
 def check_writable(path: Path) -> None:
@@ -93,27 +102,16 @@ def _written_format(codec: _Codec, fmt: AudioFormat) -> AudioFormat:
     return AudioFormat(rate, _S16, fmt.channels)
 
 
-async def write_audio(path: Path, fmt: AudioFormat, audio: AsyncIterator[bytes]) -> None:
-    """Write the audio as it comes, encoded as the extension asks; a failure (of the audio's
-    source included) leaves no partial file behind."""
-    codec = _codec(path)
-    target = _written_format(codec, fmt)
-    converter = PcmConverter(fmt, target)
+@contextlib.contextmanager
+def _new_file(path: Path) -> Iterator[BinaryIO]:
+    """The file, created for writing; removed again if anything fails before it is done."""
     try:
         file = path.open("wb")  # here, not in a thread: a cancelled wait would leave it behind
     except OSError as exc:
         raise AudioFileError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        # Closing flushes the encoder and writes the final header: quick, in place.
-        with (
-            file,
-            soundfile.SoundFile(
-                file, "w", target.rate, target.channels, codec.subtype, format=codec.format
-            ) as sound,
-        ):
-            async for chunk in audio:
-                if pcm := converter.convert(chunk):
-                    await run_blocking(sound.buffer_write, pcm, dtype="int16")
+        with file:
+            yield file
     except BaseException as exc:
         path.unlink(missing_ok=True)
         if isinstance(exc, OSError):
@@ -121,3 +119,37 @@ async def write_audio(path: Path, fmt: AudioFormat, audio: AsyncIterator[bytes])
         if isinstance(exc, soundfile.LibsndfileError):
             raise AudioFileError(f"cannot write {path}: {_reason(exc)}") from None
         raise
+
+
+async def write_audio(path: Path, fmt: AudioFormat, audio: AsyncIterator[bytes]) -> None:
+    """Write the audio as it comes, encoded as the extension asks; a failure (of the audio's
+    source included) leaves no partial file behind."""
+    codec = _codec(path)
+    target = _written_format(codec, fmt)
+    converter = PcmConverter(fmt, target)
+    # Closing flushes the encoder and writes the final header: quick, in place.
+    with (
+        _new_file(path) as file,
+        soundfile.SoundFile(
+            file, "w", target.rate, target.channels, codec.subtype, format=codec.format
+        ) as sound,
+    ):
+        async for chunk in audio:
+            if pcm := converter.convert(chunk):
+                await run_blocking(sound.buffer_write, pcm, dtype="int16")
+
+
+async def write_encoded(path: Path, audio: AsyncIterator[bytes]) -> None:
+    """Write audio that comes already encoded (a whole file's bytes) as it comes, unchanged;
+    a failure (of the audio's source included) leaves no partial file behind."""
+    with _new_file(path) as file:
+        async for chunk in audio:
+            await run_blocking(file.write, chunk)
+
+
+def audio_seconds(path: Path) -> float | None:
+    """How long a written file plays, as libsndfile reads it (None if it cannot); blocking."""
+    try:
+        return soundfile.info(path).duration
+    except (OSError, soundfile.LibsndfileError):
+        return None

@@ -14,8 +14,16 @@ from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import AzureConfig, AzureTts
 from ..errors import ErrorCode, ProviderError
 from .azure_common import Cancellation, SdkEvent, speech_config
-from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider, Voice
-from .text import SentenceSplitter
+from .base import (
+    CallClock,
+    Credentials,
+    Deadlines,
+    EncodedAudio,
+    SynthesisOptions,
+    TtsProvider,
+    Voice,
+)
+from .text import SentenceSplitter, one_piece
 from .warm_pool import WarmPool
 
 _WHAT = "Azure TTS"
@@ -26,6 +34,20 @@ _FORMATS = {
     24000: speechsdk.SpeechSynthesisOutputFormat.Raw24Khz16BitMonoPcm,
     44100: speechsdk.SpeechSynthesisOutputFormat.Raw44100Hz16BitMonoPcm,
     48000: speechsdk.SpeechSynthesisOutputFormat.Raw48Khz16BitMonoPcm,
+}
+_Format = speechsdk.SpeechSynthesisOutputFormat
+# What the service encodes itself, by sample rate.
+_ENCODED_FORMATS = {
+    EncodedAudio.MP3: {
+        16000: _Format.Audio16Khz32KBitRateMonoMp3,
+        24000: _Format.Audio24Khz48KBitRateMonoMp3,
+        48000: _Format.Audio48Khz96KBitRateMonoMp3,
+    },
+    EncodedAudio.OGG_OPUS: {
+        16000: _Format.Ogg16Khz16BitMonoOpus,
+        24000: _Format.Ogg24Khz16BitMonoOpus,
+        48000: _Format.Ogg48Khz16BitMonoOpus,
+    },
 }
 _MAX_IDLE = 4  # connected synthesizers kept for the next requests (more if warm_connections says)
 
@@ -144,12 +166,20 @@ class _Synthesizer:
 
 
 class _Call:
-    """One ``synthesize`` call: its deadlines and the synthesizer it speaks with."""
+    """One ``synthesize`` call: its deadlines and the synthesizer it speaks with, a kept one
+    for PCM, or one of its own for an encoded ``output_format``."""
 
-    def __init__(self, provider: AzureTtsProvider, limits: Deadlines, key: str) -> None:
+    def __init__(
+        self,
+        provider: AzureTtsProvider,
+        limits: Deadlines,
+        key: str,
+        output_format: speechsdk.SpeechSynthesisOutputFormat | None,
+    ) -> None:
         self._provider = provider
         self._limits = limits
         self._key = key
+        self._output_format = output_format
         self._clock: CallClock | None = None
         self._events: CallbackQueue[SdkEvent] | None = None
         self._synth: _Synthesizer | None = None
@@ -160,7 +190,9 @@ class _Call:
             self._clock = CallClock(self._limits)
             self._events = CallbackQueue()
         assert self._events is not None
-        if self._synth is None:
+        if self._synth is None and self._output_format is not None:
+            self._synth = self._provider.new_synthesizer(self._output_format)
+        elif self._synth is None:
             self._synth = self._provider.take_synthesizer()
         self._reached = False
         self._synth.speak(ssml, self._events)
@@ -202,7 +234,10 @@ class _Call:
         if synth is None:
             return
         synth.sink.events = None
-        self._provider.give_back(synth)
+        if self._output_format is None:  # the pool's: it keeps it if idle, frees it if busy
+            self._provider.give_back(synth)
+        else:  # an encoded request's own synthesizer
+            run_blocking_detached(synth.release)
 
 
 class AzureTtsProvider(TtsProvider):
@@ -256,9 +291,33 @@ class AzureTtsProvider(TtsProvider):
     async def synthesize(
         self, text: AsyncIterator[str], options: SynthesisOptions
     ) -> AsyncIterator[bytes]:
-        call = _Call(self, Deadlines.from_timeouts(self._config.timeouts), self._credentials.key)
+        documents = self._documents(text, options, options.voice or self._voice)
+        async for audio in self._speak(documents, None):
+            yield audio
+
+    def encoded_formats(self) -> frozenset[EncodedAudio]:
+        rate = self.audio_format.rate
+        return frozenset(kind for kind, rates in _ENCODED_FORMATS.items() if rate in rates)
+
+    async def synthesize_encoded(
+        self, text: str, options: SynthesisOptions, encoding: EncodedAudio
+    ) -> AsyncIterator[bytes]:
+        """The whole text in one SSML document: one request, so one stream."""
+        voice = options.voice or self._voice
+        ssml = text if options.ssml else build_ssml(text, voice, self._config.tts)
+        output_format = _ENCODED_FORMATS[encoding][self.audio_format.rate]
+        async for audio in self._speak(one_piece(ssml), output_format):
+            yield audio
+
+    async def _speak(
+        self,
+        documents: AsyncIterator[str],
+        output_format: speechsdk.SpeechSynthesisOutputFormat | None,
+    ) -> AsyncIterator[bytes]:
+        """The audio of each SSML document in turn (PCM unless ``output_format`` says)."""
+        limits = Deadlines.from_timeouts(self._config.timeouts)
+        call = _Call(self, limits, self._credentials.key, output_format)
         try:
-            documents = self._documents(text, options, options.voice or self._voice)
             async with contextlib.aclosing(documents):
                 async for ssml in documents:
                     call.start(ssml)
@@ -291,8 +350,12 @@ class AzureTtsProvider(TtsProvider):
         return synth
 
     def _new_synthesizer(self) -> _Synthesizer:
+        return self.new_synthesizer(_FORMATS[self.audio_format.rate])
+
+    def new_synthesizer(self, output_format: speechsdk.SpeechSynthesisOutputFormat) -> _Synthesizer:
+        """A synthesizer producing ``output_format``, not yet connected."""
         config = speech_config(self._config, self._credentials)
-        config.set_speech_synthesis_output_format(_FORMATS[self.audio_format.rate])
+        config.set_speech_synthesis_output_format(output_format)
         if self._config.tts.endpoint_id:
             config.endpoint_id = self._config.tts.endpoint_id
         # Without this the SDK waits 40 s for a silent service, then retries once.

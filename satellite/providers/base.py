@@ -7,6 +7,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from ..audio.pcm import SPEECH_FORMAT, AudioFormat
@@ -74,6 +75,13 @@ class SynthesisOptions:
     voice: str | None = None
     ssml: bool = False
     on_speaker: SpeakerCallback | None = None  # a failover chain names the member speaking
+
+
+class EncodedAudio(StrEnum):
+    """A compressed format some providers produce themselves: a whole file's bytes."""
+
+    MP3 = "MP3"
+    OGG_OPUS = "Ogg Opus"
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,21 @@ class TtsProvider(ABC):
         Raises ProviderError on failure. The iterator ends when ``text`` is exhausted
         and all its audio has been yielded.
         """
+
+    def encoded_formats(self) -> frozenset[EncodedAudio]:
+        """What ``synthesize_encoded`` produces at ``audio_format.rate``: none unless the
+        service encodes itself."""
+        return frozenset()
+
+    def synthesize_encoded(
+        self, text: str, options: SynthesisOptions, encoding: EncodedAudio
+    ) -> AsyncIterator[bytes]:
+        """Speak a whole, non-blank text as one stream of ``encoding`` (one of
+        ``encoded_formats()``) at ``audio_format.rate``: the bytes of a file, as they come.
+
+        Raises ProviderError on failure.
+        """
+        raise ValueError(f"{self.name} does not produce {encoding} itself")
 
     async def prepare(self) -> None:
         """Get ready for the first request (import, pre-connect); never raises."""

@@ -24,7 +24,14 @@ from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..config import DashScopeConfig
 from ..dashscope_models import tts_model
 from ..errors import ProviderError
-from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider
+from .base import (
+    CallClock,
+    Credentials,
+    Deadlines,
+    EncodedAudio,
+    SynthesisOptions,
+    TtsProvider,
+)
 from .dashscope_common import (
     Failures,
     SdkCalls,
@@ -33,6 +40,7 @@ from .dashscope_common import (
     shutdown_websocket,
     stream_audio,
 )
+from .text import one_piece
 from .warm_pool import WarmPool
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,6 +51,24 @@ CANCEL_WAIT_MILLIS = 1000
 MAX_IDLE_SECONDS = 25.0
 # How many times (0.1 s apart) a websocket closed while connecting is shut until it has ended.
 CUT_ATTEMPTS = 50
+
+# What the service encodes itself, by sample rate.
+_ENCODED_FORMATS = {
+    EncodedAudio.MP3: {
+        8000: SdkAudioFormat.MP3_8000HZ_MONO_128KBPS,
+        16000: SdkAudioFormat.MP3_16000HZ_MONO_128KBPS,
+        22050: SdkAudioFormat.MP3_22050HZ_MONO_256KBPS,
+        24000: SdkAudioFormat.MP3_24000HZ_MONO_256KBPS,
+        44100: SdkAudioFormat.MP3_44100HZ_MONO_256KBPS,
+        48000: SdkAudioFormat.MP3_48000HZ_MONO_256KBPS,
+    },
+    EncodedAudio.OGG_OPUS: {
+        8000: SdkAudioFormat.OGG_OPUS_8KHZ_MONO_32KBPS,
+        16000: SdkAudioFormat.OGG_OPUS_16KHZ_MONO_32KBPS,
+        24000: SdkAudioFormat.OGG_OPUS_24KHZ_MONO_32KBPS,
+        48000: SdkAudioFormat.OGG_OPUS_48KHZ_MONO_32KBPS,
+    },
+}
 
 
 # ("started" | "audio" | "complete" | "task-failed" | "socket-error" | "error", value)
@@ -154,16 +180,22 @@ class _Synthesizer(SpeechSynthesizer):
 
 
 def _new_synthesizer(
-    config: DashScopeConfig, key: str, voice: str, events: CallbackQueue[Event] | None
+    config: DashScopeConfig,
+    key: str,
+    voice: str,
+    events: CallbackQueue[Event] | None,
+    encoded: SdkAudioFormat | None = None,
 ) -> _Synthesizer:
-    """Blocking (waits for the globals lock): a synthesizer, not yet connected."""
+    """Blocking (waits for the globals lock): a synthesizer, not yet connected, producing
+    PCM at the configured rate, or the ``encoded`` format."""
     tts = config.tts
+    pcm = getattr(SdkAudioFormat, f"PCM_{tts.default_sample_rate}HZ_MONO_16BIT")
     with api_key_global(key):
         return _Synthesizer(
             _Sink(events),
             model=tts.model,
             voice=voice,
-            format=getattr(SdkAudioFormat, f"PCM_{tts.default_sample_rate}HZ_MONO_16BIT"),
+            format=pcm if encoded is None else encoded,
             volume=tts.volume,
             speech_rate=tts.speech_rate,
             pitch_rate=tts.pitch,
@@ -209,12 +241,14 @@ class _Synthesis:
         key: str,
         voice: str,
         pool: WarmPool[_Synthesizer] | None,
+        encoded: SdkAudioFormat | None = None,
     ) -> None:
         self._config = config
         self._deadlines = deadlines
         self._key = key
         self._voice = voice
         self._pool = pool  # warm synthesizers for this voice, if any
+        self._encoded = encoded  # the format asked for instead of PCM (never warm)
         self._failures = Failures("synthesis", config.websocket_url, key)
         self._events: CallbackQueue[Event] = CallbackQueue()
         self._calls = SdkCalls()
@@ -287,7 +321,7 @@ class _Synthesis:
             warm.close()
             _LOGGER.debug("warm connection was stale: connecting anew")
         self._synthesizer = await run_blocking(
-            _new_synthesizer, self._config, self._key, self._voice, self._events
+            _new_synthesizer, self._config, self._key, self._voice, self._events, self._encoded
         )
         await self._run_task(piece)
 
@@ -401,4 +435,19 @@ class DashScopeTtsProvider(TtsProvider):
         pool = self._pool if voice == self._default_voice else None
         synthesis = _Synthesis(self._config, self._deadlines, key, voice, pool)
         async for chunk in stream_audio(synthesis, text):
+            yield chunk
+
+    def encoded_formats(self) -> frozenset[EncodedAudio]:
+        rate = self.audio_format.rate
+        return frozenset(kind for kind, rates in _ENCODED_FORMATS.items() if rate in rates)
+
+    async def synthesize_encoded(
+        self, text: str, options: SynthesisOptions, encoding: EncodedAudio
+    ) -> AsyncIterator[bytes]:
+        """One task, on a connection of its own (the warm ones are asked for PCM)."""
+        key = self._credentials.require("DashScope")
+        voice = options.voice or self._default_voice
+        encoded = _ENCODED_FORMATS[encoding][self.audio_format.rate]
+        synthesis = _Synthesis(self._config, self._deadlines, key, voice, None, encoded)
+        async for chunk in stream_audio(synthesis, one_piece(text)):
             yield chunk

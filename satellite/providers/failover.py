@@ -23,6 +23,7 @@ from .base import (
     AsrProvider,
     AsrResult,
     AsrSession,
+    EncodedAudio,
     PartialCallback,
     SynthesisOptions,
     TtsProvider,
@@ -344,43 +345,74 @@ class FailoverTts(_Chain[TtsProvider], TtsProvider):
     async def synthesize(
         self, text: AsyncIterator[str], options: SynthesisOptions
     ) -> AsyncIterator[bytes]:
-        owner = self._owner_of(options.voice)
         recording = _Recording(text)
-        errors: list[tuple[str, ProviderError]] = []
         try:
-            for index in _candidates(self._breakers, owner or 0):
-                provider, breaker = self._chain[index], self._breakers[index]
-                # A voice goes to the provider that has it (the first one for unknown voices).
-                mine = index == owner or (owner is None and index == 0)
-                its_options = dataclasses.replace(options, voice=options.voice if mine else None)
-                converter = PcmConverter(provider.audio_format, self.audio_format)
-                breaker.begin()  # when every breaker is open, this is not a probe
-                produced = False
-                try:  # closed with this generator: the provider stops when the client goes
-                    audio = provider.synthesize(recording.replay(), its_options)
-                    async with contextlib.aclosing(audio):
-                        async for pcm in audio:
-                            if not produced and options.on_speaker is not None:
-                                options.on_speaker(provider.name, its_options.voice)
-                            produced = True
-                            yield converter.convert(pcm)
-                except Exception as exc:
-                    error = _provider_error("TTS", provider.name, exc)
-                    breaker.failed()
-                    if produced or not _passes_over(error):
-                        if error is exc:
-                            raise
-                        raise error from exc
-                    errors.append((provider.name, error))
-                    _log_failover("TTS", provider.name, error)
-                    continue
-                except BaseException:
-                    breaker.abandoned()
-                    raise
-                breaker.succeeded()
-                if errors:
-                    _LOGGER.info("TTS answered by %s", provider.name)
-                return
-            raise _combined("TTS", errors)
+            speaking = self._first_to_speak(
+                options,
+                lambda provider, its_options: provider.synthesize(recording.replay(), its_options),
+                convert=True,
+            )
+            async with contextlib.aclosing(speaking):
+                async for pcm in speaking:
+                    yield pcm
         finally:
             recording.close()
+
+    def encoded_formats(self) -> frozenset[EncodedAudio]:
+        """What every provider of the list encodes itself: whichever speaks, the format holds."""
+        return frozenset.intersection(*(provider.encoded_formats() for provider in self.members))
+
+    def synthesize_encoded(
+        self, text: str, options: SynthesisOptions, encoding: EncodedAudio
+    ) -> AsyncIterator[bytes]:
+        """The stream of whichever provider speaks, at its own rate."""
+        return self._first_to_speak(
+            options,
+            lambda provider, its_options: provider.synthesize_encoded(text, its_options, encoding),
+            convert=False,
+        )
+
+    async def _first_to_speak(
+        self,
+        options: SynthesisOptions,
+        speak: Callable[[TtsProvider, SynthesisOptions], AsyncIterator[bytes]],
+        convert: bool,
+    ) -> AsyncIterator[bytes]:
+        """The audio ``speak`` gets from the first provider that produces some; ``convert``:
+        PCM converted to the first provider's format."""
+        owner = self._owner_of(options.voice)
+        errors: list[tuple[str, ProviderError]] = []
+        for index in _candidates(self._breakers, owner or 0):
+            provider, breaker = self._chain[index], self._breakers[index]
+            # A voice goes to the provider that has it (the first one for unknown voices).
+            mine = index == owner or (owner is None and index == 0)
+            its_options = dataclasses.replace(options, voice=options.voice if mine else None)
+            converter = PcmConverter(provider.audio_format, self.audio_format) if convert else None
+            breaker.begin()  # when every breaker is open, this is not a probe
+            produced = False
+            try:  # closed with this generator: the provider stops when the client goes
+                audio = speak(provider, its_options)
+                async with contextlib.aclosing(audio):
+                    async for chunk in audio:
+                        if not produced and options.on_speaker is not None:
+                            options.on_speaker(provider.name, its_options.voice)
+                        produced = True
+                        yield chunk if converter is None else converter.convert(chunk)
+            except Exception as exc:
+                error = _provider_error("TTS", provider.name, exc)
+                breaker.failed()
+                if produced or not _passes_over(error):
+                    if error is exc:
+                        raise
+                    raise error from exc
+                errors.append((provider.name, error))
+                _log_failover("TTS", provider.name, error)
+                continue
+            except BaseException:
+                breaker.abandoned()
+                raise
+            breaker.succeeded()
+            if errors:
+                _LOGGER.info("TTS answered by %s", provider.name)
+            return
+        raise _combined("TTS", errors)

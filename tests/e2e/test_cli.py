@@ -113,8 +113,8 @@ def test_say_writes_cosyvoice_audio_to_a_wav_file(tmp_path: Path, dashscope: Fak
     lines = result.stderr.splitlines()
     assert lines[0] == "synthesizing with dashscope cosyvoice-v2 voice longxiaochun_v2..."
     assert lines[1].startswith(
-        f"0.2 s of audio from dashscope voice longxiaochun_v2 written to {output}; "
-        "the command took "
+        f"0.2 s of audio from dashscope voice longxiaochun_v2 written to {output} "
+        "(WAV encoded here); the command took "
     )
     assert_no_key(result.stdout, result.stderr)
 
@@ -430,27 +430,135 @@ def test_transcribe_many_files_draws_a_progress_bar_on_a_terminal(tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    ("name", "rate", "kind"),
-    [("out.mp3", 24000, "MP3"), ("out.ogg", 24000, "OGG"), ("out.flac", 24000, "FLAC"),
-     ("out.opus", 24000, "OGG"), ("out.OPUS", 22050, "OGG")],
+    ("name", "rate", "asked", "codec", "encoder"),
+    [("out.mp3", 24000, "mp3", "MPEG_LAYER_III", "MP3 from dashscope"),
+     ("out.mp3", 22050, "mp3", "MPEG_LAYER_III", "MP3 from dashscope"),
+     ("out.ogg", 24000, "opus", "OPUS", "Ogg Opus from dashscope"),
+     ("out.opus", 16000, "opus", "OPUS", "Ogg Opus from dashscope"),
+     ("out.OPUS", 22050, "pcm", "OPUS", "Ogg Opus encoded here"),  # CosyVoice: no 22.05 kHz Opus
+     ("out.flac", 24000, "pcm", "PCM_16", "FLAC encoded here")],
 )  # fmt: skip
 def test_say_writes_the_format_its_extension_names(
-    tmp_path: Path, dashscope: FakeDashScope, name: str, rate: int, kind: str
+    tmp_path: Path,
+    dashscope: FakeDashScope,
+    name: str,
+    rate: int,
+    asked: str,
+    codec: str,
+    encoder: str,
 ):
+    """CosyVoice encodes MP3 and Ogg Opus itself at its rate; anything else is encoded here."""
     yaml = dashscope_yaml(dashscope).replace("sample_rate: 24000", f"sample_rate: {rate}")
     config = write_config(tmp_path / "config.yaml", yaml)
     output = tmp_path / name
     text = "你好，世界。今天天气很好，我们出去走走吧。"
     result = run_cli("say", text, "--config", config, "--output", output)
     assert result.returncode == 0, result.stderr
+    [request] = dashscope.requests
+    assert request["parameters"]["format"] == asked
     expected = np.frombuffer(dashscope.tts_audio_for(text, rate), dtype="<i2")
     written, written_rate = soundfile.read(output, dtype="int16")
-    assert soundfile.info(output).format == kind
-    assert written_rate == (24000 if rate == 22050 else rate)  # Opus takes 24 kHz, not 22.05
-    assert abs(len(written) / written_rate - len(expected) / rate) < 0.08
-    if kind == "FLAC":  # lossless
+    assert soundfile.info(output).subtype == codec
+    assert written_rate == (24000 if rate == 22050 and codec == "OPUS" else rate)
+    # MP3 and Opus add a few frames of encoder delay and padding.
+    assert abs(len(written) / written_rate - len(expected) / rate) < 0.15
+    if codec == "PCM_16":  # lossless
         assert np.array_equal(written, expected)
-    assert f"written to {output}; the command took " in result.stderr
+    assert f"written to {output} ({encoder}); the command took " in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "rate", "asked", "codec", "encoder"),
+    [("out.mp3", 24000, "audio-24khz-48kbitrate-mono-mp3", "MPEG_LAYER_III", "MP3 from azure"),
+     ("out.opus", 48000, "ogg-48khz-16bit-mono-opus", "OPUS", "Ogg Opus from azure"),
+     ("out.mp3", 22050, "raw-22050hz-16bit-mono-pcm", "MPEG_LAYER_III", "MP3 encoded here")],
+)  # fmt: skip
+def test_say_writes_what_azure_encodes_itself_at_its_rate(
+    tmp_path: Path, azure: FakeAzure, name: str, rate: int, asked: str, codec: str, encoder: str
+):
+    yaml = azure_yaml(azure).replace("sample_rate: 24000", f"sample_rate: {rate}")
+    config = write_config(tmp_path / "config.yaml", yaml)
+    output = tmp_path / name
+    text = "Good morning. The kitchen lights are on, and the blinds are open."
+    result = run_cli("say", text, "--config", config, "--output", output)
+    assert result.returncode == 0, result.stderr
+    encoded = "here" not in encoder
+    # Encoded by the service: one request for the whole text, so one stream.
+    assert azure.output_formats == [asked] * (1 if encoded else 2)
+    expected = sum(len(azure.tts_audio_for(ssml, rate)) for ssml in azure.received_ssml) / 2
+    info = soundfile.info(output)
+    assert (info.subtype, info.samplerate) == (codec, rate)
+    assert abs(info.duration - expected / rate) < 0.15  # MP3, Opus: encoder delay, padding
+    assert f"{info.duration:.1f} s of audio from azure voice en-US-JennyNeural " in result.stderr
+    assert f"written to {output} ({encoder}); the command took " in result.stderr
+
+
+def test_say_through_a_failover_list_encodes_where_every_provider_can(
+    tmp_path: Path, dashscope: FakeDashScope, azure: FakeAzure
+):
+    """Whichever provider speaks must give the same format: MP3 from both clouds, but with
+    espeak-ng (PCM only) in the list the MP3 is encoded here."""
+    dashscope.fault = "refuse"
+    clouds = f"""
+providers:
+  dashscope:
+    websocket_url: {dashscope.url}
+    timeouts: {DEADLINES}
+    tts: {{sample_rate: 24000}}
+  azure:
+    host: {azure.host}
+    timeouts: {DEADLINES}
+    tts: {{voice: en-US-JennyNeural, sample_rate: 48000}}
+"""
+    both = write_config(
+        tmp_path / "both.yaml", "speech: {tts: {provider: [dashscope, azure]}}\n" + clouds
+    )
+    output = tmp_path / "both.mp3"
+    result = run_cli("say", "Hello there.", "--config", both, "--output", output)
+    assert result.returncode == 0, result.stderr
+    assert f"written to {output} (MP3 from azure); " in result.stderr
+    assert azure.output_formats == ["audio-48khz-96kbitrate-mono-mp3"]
+    assert soundfile.info(output).samplerate == 48000  # the rate of the provider that spoke
+
+    offline = write_config(
+        tmp_path / "offline.yaml", "speech: {tts: {provider: [azure, espeak]}}\n" + clouds
+    )
+    output = tmp_path / "offline.mp3"
+    result = run_cli("say", "Hello there.", "--config", offline, "--output", output)
+    assert result.returncode == 0, result.stderr
+    assert f"written to {output} (MP3 encoded here); " in result.stderr
+    assert azure.output_formats[1:] == ["raw-48khz-16bit-mono-pcm"]
+    assert soundfile.info(output).format == "MP3"
+
+
+def test_say_without_a_provider_encoding_encodes_mp3_here(tmp_path: Path):
+    config = write_config(tmp_path / "config.yaml", "speech: {tts: {provider: espeak}}\n")
+    output = tmp_path / "out.mp3"
+    result = run_cli("say", "Hello there.", "--config", config, "--output", output)
+    assert result.returncode == 0, result.stderr
+    info = soundfile.info(output)
+    assert (info.format, info.samplerate) == ("MP3", 22050)
+    assert 0.5 < info.duration < 3
+    assert f"written to {output} (MP3 encoded here); " in result.stderr
+
+
+@pytest.mark.parametrize("name", ["out.mp3", "out.opus"])
+def test_a_synthesis_failing_mid_stream_leaves_no_encoded_file(
+    tmp_path: Path, dashscope: FakeDashScope, name: str
+):
+    dashscope.pace = 1.0  # real time: about 3 s of audio, over the 1.5 s total deadline
+    deadlines = "{connect: 2, first_result: 2, total: 1.5}"
+    config = write_config(tmp_path / "config.yaml", dashscope_yaml(dashscope, deadlines))
+    output = tmp_path / name
+    text = "今天天气很好，我们出去走走吧。" * 5
+    result = run_cli("say", text, "--config", config, "--output", output)
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-1] == (
+        "error [timeout]: synthesis: not finished within 1.5 s"
+    )
+    [request] = dashscope.requests
+    assert request["parameters"]["format"] != "pcm" and dashscope.first_audio_sent
+    assert not output.exists()
 
 
 def test_say_refuses_an_unknown_extension_before_any_request(

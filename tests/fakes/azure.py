@@ -7,7 +7,9 @@ synchronous and asyncio tests can use it.
 
 Each TTS turn is spoken by a task of its own, paced by the fake's ``pace``, while the
 connection goes on reading; the client's connection going away stops it, and the turn's
-``production`` counts the audio sent after that. Also runnable as a process::
+``production`` counts the audio sent after that. A turn whose ``synthesis.context`` asks for
+an MP3 or Ogg Opus ``outputFormat`` gets its tone in that encoding, as a live encoder emits
+it (frames and pages split across audio messages). Also runnable as a process::
 
     python -m tests.fakes.azure --port 0 [--delay S] [--fault F] [--pace P]
 """
@@ -33,6 +35,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from tests.fakes.encoded import Container, encoder_for, frames
 from tests.fakes.threaded import Production, ThreadedFake
 
 FAULTS = (None, "refuse", "auth", "error", "stall", "drop", "garbage", "corrupt")
@@ -190,7 +193,7 @@ class FakeAzure(ThreadedFake):
         self.confidences: list[float] = [0.91, 0.84]
         # Language identification: the language "heard" (None: the first candidate).
         self.spoken_language: str | None = None
-        self.output_formats: list[str] = []
+        self.output_formats: list[str] = []  # per TTS turn: the outputFormat it was asked for
         self.modes: list[str] = []  # per STT connection: conversation, interactive or dictation
         self.queries: list[dict[str, list[str]]] = []  # per websocket: its URL's query
         self.contexts: list[dict] = []  # STT speech.context messages (recognition settings)
@@ -407,21 +410,21 @@ class FakeAzure(ThreadedFake):
             return
         rate = _format_rate(output_format)
         pcm = self.tts_audio_for(ssml, rate)
+        encoder = encoder_for(_encoding(output_format), rate)
         step = int(rate * TTS_FRAME_SECONDS) * 2
-        for start in range(0, len(pcm), step):
-            piece = pcm[start : start + step]
+        for number, (audio, pcm_bytes) in enumerate(frames(pcm, step, encoder, last=True)):
             await self._send_audio(
                 ws,
-                _audio_message(request_id, piece),
-                first=not start,
+                _audio_message(request_id, audio),
+                first=not number,
                 production=production,
-                pcm_bytes=len(piece),
-                seconds=len(piece) / (2 * rate),
+                pcm_bytes=pcm_bytes,
+                seconds=pcm_bytes / (2 * rate),
             )
             if self._fault == "error":  # after some audio, as a service failing mid-turn
                 await ws.close(1011, "Internal service error.")
                 return
-            if self._fault in ("garbage", "corrupt") and not start:
+            if self._fault in ("garbage", "corrupt") and not number:
                 await ws.send(GARBAGE if self._fault == "garbage" else CORRUPT)
         production.finished = True
         await ws.send(_text_message("turn.end", request_id, {}))
@@ -439,6 +442,17 @@ async def _answer_http(connection: ServerConnection, status: str, body: str) -> 
     await asyncio.sleep(HTTP_LINGER_SECONDS)
     connection.transport.close()
     await asyncio.sleep(0)  # let the connection see the close, so websockets sends nothing more
+
+
+def _encoding(output_format: str) -> Container | None:
+    """What an ``audio-24khz-48kbitrate-mono-mp3`` or ``ogg-24khz-16bit-mono-opus`` style
+    format encodes in (None: PCM, raw or RIFF)."""
+    name = output_format.lower()
+    if name.endswith("-mp3"):
+        return "mp3"
+    if name.startswith("ogg-") and name.endswith("-opus"):
+        return "ogg-opus"
+    return None
 
 
 def _format_rate(output_format: str) -> int:

@@ -9,8 +9,9 @@ thread, so both synchronous and asyncio tests can use it.
 A TTS task's texts are spoken in order by a task of its own, paced by the fake's ``pace``,
 while the connection goes on reading: a finish-task with ``input.directive`` "cancel" stops
 the speaking and drops the text still waiting (then task-finished), and so does the client's
-connection going away; the task's ``production`` counts the audio sent after that. Also
-runnable as a process::
+connection going away; the task's ``production`` counts the audio sent after that. A task
+whose ``format`` is "mp3" or "opus" gets its tone as one MP3 or Ogg Opus stream, as a live
+encoder emits it, its tail before task-finished. Also runnable as a process::
 
     python -m tests.fakes.dashscope --port 0 [--delay S] [--fault F] [--pace P]
 """
@@ -30,6 +31,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from tests.fakes.encoded import Container, LiveEncoder, encoder_for, frames
 from tests.fakes.threaded import Production, ThreadedFake
 
 FAULTS = (None, "refuse", "auth", "task-failed", "stall", "drop", "garbage")
@@ -42,6 +44,8 @@ ASR_BYTES_PER_MS = 32
 TTS_FRAME_BYTES = 3200
 TTS_SECONDS_PER_CHARACTER = 0.04
 MAX_MESSAGES = 200_000  # bound on the messages read from one connection
+# A TTS task's ``format`` parameter that asks for encoded audio (else PCM).
+ENCODED: dict[str, Container] = {"mp3": "mp3", "opus": "ogg-opus"}
 
 
 @dataclass
@@ -63,6 +67,7 @@ class _Task:
     speaker: asyncio.Task[None] | None = None
     finishing: bool = False  # finish-task came: task-finished once all is spoken
     production: Production | None = None
+    encoder: LiveEncoder | None = None  # TTS asked for MP3 or Ogg Opus: one stream per task
 
     @property
     def speaking(self) -> bool:
@@ -213,10 +218,12 @@ class FakeDashScope(ThreadedFake):
         else:
             index = len(self.received_text)
             self.received_text.append([])
-        rate = payload.get("parameters", {}).get("sample_rate", 22050)
-        task = _Task(task_id, kind, index, self._fault, sample_rate=int(rate))
+        parameters = payload.get("parameters", {})
+        rate = int(parameters.get("sample_rate", 22050))
+        task = _Task(task_id, kind, index, self._fault, sample_rate=rate)
         if kind == "tts":
             task.production = self._production()
+            task.encoder = encoder_for(ENCODED.get(parameters.get("format", "")), rate)
         return task
 
     async def _fail(self, ws: ServerConnection, task: _Task) -> None:
@@ -298,6 +305,8 @@ class FakeDashScope(ThreadedFake):
             while task.waiting and not task.done:
                 await self._tts_text(ws, task, task.waiting.popleft())
             if task.finishing and not task.done:
+                if task.encoder is not None and (tail := task.encoder.finish()):
+                    await self._tts_audio(ws, task, tail, 0)
                 task.production.finished = True
                 await self._finish(ws, task)
         except ConnectionClosed:
@@ -327,20 +336,23 @@ class FakeDashScope(ThreadedFake):
             task.done = True
             self._drop(ws)
             return
-        audio = self.tts_audio_for(text, task.sample_rate)
+        pcm = self.tts_audio_for(text, task.sample_rate)
+        for audio, pcm_bytes in frames(pcm, TTS_FRAME_BYTES, task.encoder, last=False):
+            await self._tts_audio(ws, task, audio, pcm_bytes)
+
+    async def _tts_audio(self, ws: ServerConnection, task: _Task, audio: bytes, pcm: int) -> None:
+        """One binary audio frame holding ``pcm`` bytes of PCM (encoded or not)."""
         assert task.production is not None
-        for offset in range(0, len(audio), TTS_FRAME_BYTES):
-            frame = audio[offset : offset + TTS_FRAME_BYTES]
-            await self._send_audio(
-                ws,
-                frame,
-                first=not task.audio_sent,
-                production=task.production,
-                pcm_bytes=len(frame),
-                seconds=len(frame) / (2 * task.sample_rate),
-            )
-            task.audio_sent = True
-            await self._garbage(ws, task)
+        await self._send_audio(
+            ws,
+            audio,
+            first=not task.audio_sent,
+            production=task.production,
+            pcm_bytes=pcm,
+            seconds=pcm / (2 * task.sample_rate),
+        )
+        task.audio_sent = True
+        await self._garbage(ws, task)
 
 
 main = FakeDashScope.main

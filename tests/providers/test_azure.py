@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import threading
 import time
@@ -14,13 +15,14 @@ from typing import Any
 import azure.cognitiveservices.speech as speechsdk
 import numpy as np
 import pytest
+import soundfile
 
 from satellite.config import AzureAsr, AzureConfig, AzureTts, Timeouts
 from satellite.errors import ErrorCode, ProviderError
 from satellite.providers.azure_asr import AzureAsrProvider, advertised_languages
 from satellite.providers.azure_common import Cancellation, speech_config
 from satellite.providers.azure_tts import AzureTtsProvider
-from satellite.providers.base import Credentials, SynthesisOptions
+from satellite.providers.base import Credentials, EncodedAudio, SynthesisOptions
 from satellite.providers.text import SentenceSplitter, join_phrases
 from tests.fakes.azure import FakeAzure
 from tests.providers.common import failure, fake_process_ready_line, pieces, wait_for
@@ -486,6 +488,26 @@ async def test_tts_output_format(fake: FakeAzure, rate: int, name: str) -> None:
         chunks = await speak(provider, "Sample rate test.")
     assert fake.output_formats == [name]
     assert b"".join(chunks) == expected_audio(fake, rate)
+
+
+async def test_tts_encoded_output_is_one_request_apart_from_the_kept_synthesizers(
+    fake: FakeAzure,
+) -> None:
+    async with tts_provider(azure_config(fake, warm_connections=1)) as provider:
+        await provider.prepare()
+        assert provider.encoded_formats() == {EncodedAudio.MP3, EncodedAudio.OGG_OPUS}
+        text = "Good morning. The lights are on."
+        encoded = provider.synthesize_encoded(text, SynthesisOptions(), EncodedAudio.OGG_OPUS)
+        opus = b"".join([chunk async for chunk in encoded])
+        assert len(fake.received_ssml) == 1  # the whole text: one stream
+        assert b"".join(await speak(provider, "Again.")) == FakeAzure.tts_audio_for("Again.", 24000)
+    assert fake.output_formats == ["ogg-24khz-16bit-mono-opus", "raw-24khz-16bit-mono-pcm"]
+    info = soundfile.info(io.BytesIO(opus))
+    assert (info.format, info.subtype, info.samplerate) == ("OGG", "OPUS", 24000)
+    spoken = FakeAzure.tts_audio_for(fake.received_ssml[0], 24000)
+    assert abs(info.duration - len(spoken) / 48000) < 0.15  # Opus: encoder delay, padding
+    rates = AzureConfig(host=fake.host, tts=AzureTts(sample_rate=22050))
+    assert AzureTtsProvider(rates, CREDENTIALS, None).encoded_formats() == frozenset()
 
 
 def test_tts_voices() -> None:

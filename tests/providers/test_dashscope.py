@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import threading
 import time
@@ -10,12 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import soundfile
 from dashscope.common.error import InvalidTask
 
 from satellite.config import DashScopeAsr, DashScopeConfig, DashScopeTts, Timeouts
 from satellite.errors import ErrorCode, ProviderError
 from satellite.providers import dashscope_asr
-from satellite.providers.base import Credentials, SynthesisOptions
+from satellite.providers.base import Credentials, EncodedAudio, SynthesisOptions
 from satellite.providers.dashscope_asr import DashScopeAsrProvider
 from satellite.providers.dashscope_common import language_hint
 from satellite.providers.dashscope_tts import DashScopeTtsProvider
@@ -267,6 +269,28 @@ async def test_sample_rate_and_voice(fake: FakeDashScope):
     assert fake.requests[-1]["parameters"]["voice"] == "longshu_v2"
     assert await speak(provider, "你好", voice="my-clone") == expected_audio(["你好"], 16000)
     assert fake.requests[-1]["parameters"]["voice"] == "my-clone"
+
+
+async def test_encoded_output_comes_on_a_connection_apart_from_the_warm_ones(fake: FakeDashScope):
+    provider = tts_provider(fake, warm_connections=1, tts=DashScopeTts(sample_rate=24000))
+    try:
+        await provider.prepare()
+        assert provider.encoded_formats() == {EncodedAudio.MP3, EncodedAudio.OGG_OPUS}
+        text = "今天天气很好，我们出去走走吧。"
+        encoded = provider.synthesize_encoded(text, SynthesisOptions(), EncodedAudio.MP3)
+        mp3 = b"".join([chunk async for chunk in encoded])
+        assert fake.requests[-1]["parameters"]["format"] == "mp3"
+        assert provider.warm_connections == 1  # kept for PCM
+        assert await speak(provider, "你好") == expected_audio(["你好"], 24000)
+        assert fake.requests[-1]["parameters"]["format"] == "pcm"
+    finally:
+        await provider.close()
+    info = soundfile.info(io.BytesIO(mp3))
+    assert (info.format, info.samplerate) == ("MP3", 24000)
+    assert abs(info.duration - len(text) * 0.04) < 0.15
+    assert tts_provider(fake, tts=DashScopeTts(sample_rate=22050)).encoded_formats() == {
+        EncodedAudio.MP3  # CosyVoice has no 22.05 kHz Opus
+    }
 
 
 def test_unknown_default_voice_is_listed_first(fake: FakeDashScope):

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import soundfile
 
-from satellite.audio.files import AudioFileError, check_writable, read_audio, write_audio
+from satellite.audio.files import (
+    AudioFileError,
+    check_writable,
+    read_audio,
+    write_audio,
+    write_encoded,
+)
 from satellite.audio.pcm import AudioFormat
 
 MONO_22K = AudioFormat(22050, 2, 1)
@@ -46,6 +52,22 @@ async def test_a_failed_synthesis_leaves_no_file(tmp_path: Path, name: str):
     with pytest.raises(RuntimeError, match="the synthesis failed"):
         await write_audio(tmp_path / name, MONO_22K, pieces(tone(1.0, 22050), fail_after=5))
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_encoded_audio_is_written_as_it_comes(tmp_path: Path):
+    encoded = tmp_path / "made.mp3"
+    await write_audio(encoded, MONO_22K, pieces(tone(1.0, 22050)))
+    copy = tmp_path / "copy.mp3"
+    await write_encoded(copy, pieces(encoded.read_bytes()))
+    assert copy.read_bytes() == encoded.read_bytes()
+
+
+async def test_encoded_audio_that_fails_leaves_no_file(tmp_path: Path):
+    with pytest.raises(RuntimeError, match="the synthesis failed"):
+        await write_encoded(tmp_path / "a.mp3", pieces(bytes(10_000), fail_after=3))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(AudioFileError, match=r"cannot write .*: No such file or directory"):
+        await write_encoded(tmp_path / "missing" / "a.mp3", pieces(bytes(10)))
 
 
 def test_unusable_names_are_refused_before_anything_is_written(tmp_path: Path):
