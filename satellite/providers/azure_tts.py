@@ -237,7 +237,7 @@ class _Call:
         if self._output_format is None:  # the pool's: it keeps it if idle, frees it if busy
             self._provider.give_back(synth)
         else:  # an encoded request's own synthesizer
-            run_blocking_detached(synth.release)
+            synth.close()
 
 
 class AzureTtsProvider(TtsProvider):

@@ -343,8 +343,9 @@ class _Synthesis(_Connection):
             while self.waiting:
                 await self._respond(self.waiting.popleft())
             if self.finishing:
-                if self.session.production is not None:
-                    self.session.production.finished = True
+                production = self.session.production
+                if production is not None and production.stopped_at is None:
+                    production.finished = True  # all of it spoken, not cut by a cancel
                 self.ending = True
                 await self.send("session.finished")
                 self.session.finished = True
