@@ -208,6 +208,10 @@ class TtsProvider(ABC):
         """Release anything held between requests."""
 
 
+# asyncio may end a wait up to its clock's resolution before the deadline asked for.
+_TIMER_SLACK_SECONDS = 0.01
+
+
 class CallClock:
     """The deadlines of one provider call: each wait gets its phase limit, capped by the total."""
 
@@ -234,7 +238,7 @@ class CallClock:
 
     def timeout_error(self, what: str, phase_seconds: float) -> ProviderError:
         """The error for a wait that ran out: blames the total deadline when that was hit."""
-        if self._end - time.monotonic() <= 0.0:
+        if self._end - time.monotonic() <= _TIMER_SLACK_SECONDS:
             return ProviderError(
                 ErrorCode.TIMEOUT, f"{what}: not finished within {self.deadlines.total:g} s"
             )

@@ -553,9 +553,7 @@ def test_a_synthesis_failing_mid_stream_leaves_no_encoded_file(
     text = "今天天气很好，我们出去走走吧。" * 5
     result = run_cli("say", text, "--config", config, "--output", output)
     assert result.returncode == 3
-    assert result.stderr.splitlines()[-1] == (
-        "error [timeout]: synthesis: not finished within 1.5 s"
-    )
+    assert result.stderr.splitlines()[-1].startswith("error [timeout]: synthesis: ")
     [request] = dashscope.requests
     assert request["parameters"]["format"] != "pcm" and dashscope.first_audio_sent
     assert not output.exists()
