@@ -19,34 +19,19 @@ from urllib.parse import urlparse
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from .dashscope_models import ASR_MODELS, RECOGNITION_OPTIONS, TTS_MODELS, asr_model, tts_model
-from .provider_table import AZURE_VOICE, PROVIDERS, Role, names_for
+from .config_base import Model
+from .provider_table import PROVIDERS, Role, names_for
 
 DEFAULT_CONFIG_PATH = Path("/etc/voice-satellite/config.yaml")
 CONFIG_ENV = "VOICE_SATELLITE_CONFIG"
-
-Seconds = Annotated[float, Field(gt=0, le=3600)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Timeouts(Model):
-    """Deadlines of every provider call, in seconds."""
-
-    connect: Seconds = 5.0
-    first_result: Seconds = 10.0
-    total: Seconds = 60.0
 
 
 def _check_server_uri(value: str) -> str:
@@ -59,267 +44,11 @@ def _check_server_uri(value: str) -> str:
     return value
 
 
-def _check_ws_url(value: str) -> str:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
-        raise ValueError("expected a websocket URL, ws://HOST[:PORT]/PATH or wss://...")
-    return value
-
-
-def _check_http_url(value: str) -> str:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError("expected an HTTP URL, https://HOST[:PORT]/PATH or http://...")
-    return value
-
-
-# --- DashScope ---------------------------------------------------------------
-
-
-def _listed_model(known: Mapping[str, Any], role: str) -> Callable[[Any, Any], Any]:
-    """A model validator: ``model`` is one ``known``, unless ``allow_unlisted_model``."""
-
-    def check(section: Any) -> Any:
-        if section.model not in known and not section.allow_unlisted_model:
-            raise ValueError(
-                f"model {section.model!r} is not a DashScope {role} model this version knows; "
-                f"choose from: {', '.join(known)}; or, for a model released since, keep it and "
-                "set allow_unlisted_model: true"
-            )
-        return section
-
-    return check
-
-
-WarmConnections = Annotated[int, Field(ge=0, le=8)]
-
-
-class DashScopeAsr(Model):
-    # paraformer-realtime-v2 / fun-asr-realtime (inference API) or qwen3-asr-flash-realtime;
-    # paraformer-realtime-8k-v2 hears telephone-band audio (sent to it at 8 kHz).
-    model: str = "paraformer-realtime-v2"
-    # A model this version does not list (released since): its API and sample rate are
-    # taken from its name (qwen...realtime: the realtime API; -8k-: 8 kHz).
-    allow_unlisted_model: bool = False
-    languages: tuple[str, ...] = ("zh", "en", "ja", "ko", "yue", "de", "fr", "ru")
-    # Recognition options; None leaves the model's default. Punctuation and inverse text
-    # normalization ("three" -> "3") are always on with these models.
-    disfluency_removal: bool | None = None  # paraformer: drop fillers (um, 嗯); default off
-    # paraformer-realtime-v2 / fun-asr: vad (sentences end at pauses: low latency, the
-    # default) or semantic (punctuation from meaning: more accurate, for long dictation).
-    punctuation: Literal["vad", "semantic"] | None = None
-    # paraformer-realtime-v2 / fun-asr, punctuation vad: the pause that ends a sentence.
-    max_sentence_silence_ms: Annotated[int, Field(ge=200, le=6000)] | None = None
-    # Extra recognition parameters passed to the model as-is; they win over the keys above.
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    # Qwen realtime models only: let the server end each turn after a pause (its own VAD)
-    # instead of committing the audio when the client sends audio-stop.
-    turn_detection: bool = False
-    turn_detection_silence_ms: Annotated[int, Field(ge=200, le=6000)] = 800
-
-    _model = model_validator(mode="after")(_listed_model(ASR_MODELS, "speech-to-text"))
-
-    @model_validator(mode="after")
-    def _options_fit_the_model(self) -> DashScopeAsr:
-        model = asr_model(self.model)
-        refused = [
-            key
-            for key in RECOGNITION_OPTIONS
-            if getattr(self, key) is not None and model.refuses(key)
-        ]
-        if refused:
-            takes = ", ".join(sorted(model.options)) or "none of them"
-            raise ValueError(
-                f"model {self.model!r} does not take {', '.join(refused)} (it takes: {takes}); "
-                "remove the key or choose another model"
-            )
-        return self
-
-    @property
-    def recognition_parameters(self) -> dict[str, Any]:
-        """The options that are set, as the service names them."""
-        values = {
-            "disfluency_removal": self.disfluency_removal,
-            "punctuation": None if self.punctuation is None else self.punctuation == "semantic",
-            "max_sentence_silence_ms": self.max_sentence_silence_ms,
-        }
-        return {
-            RECOGNITION_OPTIONS[key]: value for key, value in values.items() if value is not None
-        }
-
-
-class DashScopeTts(Model):
-    # cosyvoice-v2 / cosyvoice-v1 (inference API), qwen3-tts-flash-realtime /
-    # qwen-tts-realtime (realtime API), or qwen3-tts-flash / qwen-tts (HTTP API, one request
-    # per sentence). Each offers its own voices.
-    model: str = "cosyvoice-v2"
-    allow_unlisted_model: bool = False  # as for asr; such a model needs its voice named
-    # None: the model's default (cosyvoice-v2: longxiaochun_v2, cosyvoice-v1: longwan,
-    # Qwen: Cherry).
-    voice: str | None = None
-    # None: the model's. The HTTP models (qwen3-tts-flash, qwen-tts) give 24000 only, and
-    # take none of speech_rate, pitch, volume and mode.
-    sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] | None = None
-    speech_rate: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
-    pitch: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
-    volume: Annotated[int, Field(ge=0, le=100)] = 50
-    # Extra voices to advertise, beyond the built-in catalogue: {voice_id: [languages]}.
-    voices: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    # Qwen realtime models only. server_commit: the server decides when to speak the text
-    # streamed so far; commit: each complete sentence is committed as soon as it is known.
-    mode: Literal["server_commit", "commit"] = "server_commit"
-    # Qwen models: the language of the text, e.g. Chinese, English, Auto (None: the model's
-    # default, Auto: read from the text).
-    language_type: str | None = None
-    instructions: str | None = None  # speaking instructions, for models that take them
-
-    _model = model_validator(mode="after")(_listed_model(TTS_MODELS, "text-to-speech"))
-
-    @model_validator(mode="after")
-    def _unlisted_model_names_its_voice(self) -> DashScopeTts:
-        if self.voice is None and tts_model(self.model).default_voice is None:
-            raise ValueError(
-                f"model {self.model!r} is not listed, so it has no default voice: set voice"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _http_models_give_24_khz(self) -> DashScopeTts:
-        model = tts_model(self.model)
-        if model.api == "http" and self.sample_rate not in (None, model.sample_rate):
-            raise ValueError(
-                f"model {self.model!r} gives {model.sample_rate} Hz audio only: "
-                "remove sample_rate or set it to that"
-            )
-        return self
-
-    @property
-    def default_voice(self) -> str:
-        voice = self.voice or tts_model(self.model).default_voice
-        assert voice is not None  # checked above
-        return voice
-
-    @property
-    def default_sample_rate(self) -> int:
-        return self.sample_rate or tts_model(self.model).sample_rate
-
-
-class DashScopeConfig(Model):
-    api_key: SecretStr = SecretStr("")
-    api_key_file: Path | None = None
-    websocket_url: str = "wss://dashscope.aliyuncs.com/api-ws/v1/inference"
-    # Endpoint of the Qwen realtime models (the SDK appends ?model=...).
-    realtime_url: str = "wss://dashscope.aliyuncs.com/api-ws/v1/realtime"
-    # Base of the HTTP API (qwen3-tts-flash, qwen-tts); the international endpoint is
-    # https://dashscope-intl.aliyuncs.com/api/v1.
-    http_url: str = "https://dashscope.aliyuncs.com/api/v1"
-    timeouts: Timeouts = Timeouts()
-    # Connections opened ahead of requests, per role (0: connect on demand).
-    warm_connections: WarmConnections = 1
-    asr: DashScopeAsr = DashScopeAsr()
-    tts: DashScopeTts = DashScopeTts()
-
-    _url = field_validator("websocket_url", "realtime_url")(_check_ws_url)
-    _http = field_validator("http_url")(_check_http_url)
-
-
-# --- Azure -------------------------------------------------------------------
-
-_AZURE_FORMATS = (8000, 16000, 22050, 24000, 44100, 48000)
-MAX_IDENTIFIED_LOCALES = 10  # Azure's language identification, phrase by phrase
-
-
-class AzureAsr(Model):
-    languages: tuple[str, ...] = ("zh-CN", "en-US")
-    # Recognition mode of the speech endpoint.
-    mode: Literal["conversation", "interactive", "dictation"] = "conversation"
-    profanity: Literal["masked", "removed", "raw"] = "masked"
-    endpoint_id: str | None = None  # a Custom Speech model's endpoint id
-    # Silence before speech that ends a recognition with nothing heard (the service's
-    # default: 5000 ms in conversation mode), and the pause that ends a phrase (500 ms).
-    initial_silence_timeout_ms: Annotated[int, Field(ge=500, le=60000)] | None = None
-    segmentation_silence_timeout_ms: Annotated[int, Field(ge=100, le=5000)] | None = None
-
-    @field_validator("languages")
-    @classmethod
-    def _non_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("list at least one locale, e.g. [zh-CN, en-US]")
-        return value
-
-
-class AzureTts(Model):
-    voice: str = "zh-CN-XiaoxiaoNeural"
-    sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] = 24000
-    # Prosody, as SSML <prosody> values: rate "+10%" or "1.2", pitch "+5%" or "high", volume "+0%".
-    rate: str | None = None
-    pitch: str | None = None
-    volume: str | None = None
-    style: str | None = None  # speaking style of voices that have them, e.g. "cheerful"
-    styledegree: Annotated[float, Field(ge=0.01, le=2.0)] | None = None  # the style's strength
-    role: str | None = None  # a role the voice plays in its style, e.g. "YoungAdultFemale"
-    endpoint_id: str | None = None  # a custom neural voice's deployment id
-    # Extra voices to advertise beyond the configured one (their language is read from the name).
-    voices: tuple[str, ...] = ()
-
-    @model_validator(mode="after")
-    def _style_options_need_a_style(self) -> AzureTts:
-        if self.style is None and (self.styledegree is not None or self.role is not None):
-            raise ValueError("styledegree and role shape a speaking style: set style too")
-        return self
-
-    @field_validator("voice", "voices")
-    @classmethod
-    def _azure_voice_names(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
-        for name in (value,) if isinstance(value, str) else value:
-            if not AZURE_VOICE.match(name):
-                raise ValueError(
-                    f"{name!r} is not an Azure voice name; expected LOCALE-NameNeural, "
-                    "e.g. zh-CN-XiaoxiaoNeural"
-                )
-        return value
-
-
-class AzureConfig(Model):
-    key: SecretStr = SecretStr("")
-    key_file: Path | None = None
-    region: str | None = None
-    host: str | None = None  # ws://HOST:PORT of a Speech container; used instead of region
-    timeouts: Timeouts = Timeouts()
-    # Synthesizers connected ahead of requests (0: connect on demand).
-    warm_connections: WarmConnections = 1
-    asr: AzureAsr = AzureAsr()
-    tts: AzureTts = AzureTts()
-
-    @field_validator("host")
-    @classmethod
-    def _host_url(cls, value: str | None) -> str | None:
-        return None if not value else _check_ws_url(value)
-
-    @field_validator("region")
-    @classmethod
-    def _empty_region(cls, value: str | None) -> str | None:
-        return value or None
-
-
-class EspeakConfig(Model):
-    """The offline voice: the espeak-ng program (``apt install espeak-ng``)."""
-
-    program: str = "espeak-ng"
-    voice: str = (
-        "en-us"  # an espeak-ng voice, e.g. en-us, cmn (Mandarin), de; see espeak-ng --voices
-    )
-    voices: tuple[str, ...] = ()  # more voices to advertise
-    speed: Annotated[int, Field(ge=80, le=450)] = 175  # words per minute
-    pitch: Annotated[int, Field(ge=0, le=99)] = 50
-    amplitude: Annotated[int, Field(ge=0, le=200)] = 100
-    timeouts: Timeouts = Timeouts(connect=2.0, first_result=5.0, total=60.0)
-
-
-class Providers(Model):
-    dashscope: DashScopeConfig = DashScopeConfig()
-    azure: AzureConfig = AzureConfig()
-    espeak: EspeakConfig = EspeakConfig()
+Providers = create_model(  # providers.<name>: each provider's own section, from the table
+    "Providers",
+    __base__=Model,
+    **{name: (spec.section, spec.section()) for name, spec in PROVIDERS.items()},
+)
 
 
 # --- Roles -------------------------------------------------------------------
@@ -350,10 +79,6 @@ def _provider_chain(role: Role) -> Callable[[Any], Any]:
         return tuple(chain)
 
     return check
-
-
-# speech.asr.language: identify the language among the configured ones.
-AUTO_LANGUAGE = "auto"
 
 
 class AsrRole(Model):
@@ -585,22 +310,18 @@ class Config(Model):
         return self
 
     @model_validator(mode="after")
-    def _azure_can_identify(self) -> Config:
-        """Azure identifies a language among at most 10 locales, and not with a Custom
-        Speech model (trained for one language)."""
-        if self.speech.asr.language != AUTO_LANGUAGE or "azure" not in self.speech.asr.provider:
+    def _language_fits_providers(self) -> Config:
+        language = self.speech.asr.language
+        if language is None:
             return self
-        azure = self.providers.azure.asr
-        if azure.endpoint_id:
-            raise ValueError(
-                "speech.asr.language: auto cannot be used with providers.azure.asr.endpoint_id "
-                "(a Custom Speech model knows one language): name the language instead"
-            )
-        if len(azure.languages) > MAX_IDENTIFIED_LOCALES:
-            raise ValueError(
-                f"speech.asr.language: auto identifies among at most {MAX_IDENTIFIED_LOCALES} "
-                f"locales; providers.azure.asr.languages lists {len(azure.languages)}"
-            )
+        for provider in self.speech.asr.provider:
+            section = getattr(self.providers, provider)
+            problem = PROVIDERS[provider].language_check(section, language)
+            if problem:
+                raise ValueError(
+                    f"speech.asr.language: {language} {problem} ({provider} is in "
+                    "speech.asr.provider)"
+                )
         return self
 
 

@@ -31,7 +31,8 @@ from .audio.files import (
 )
 from .audio.pcm import PcmConverter
 from .bridge import run_blocking
-from .config import AUTO_LANGUAGE, LoadedConfig
+from .config import LoadedConfig
+from .config_base import AUTO_LANGUAGE
 from .errors import ProviderError
 from .provider_table import PROVIDERS
 from .providers.base import (

@@ -8,8 +8,9 @@ import json
 import azure.cognitiveservices.speech as speechsdk
 
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
-from ..config import AUTO_LANGUAGE, MAX_IDENTIFIED_LOCALES, AzureConfig
+from ..config_base import AUTO_LANGUAGE
 from ..errors import ErrorCode, ProviderError
+from ..provider_specs.azure import MAX_IDENTIFIED_LOCALES, AzureConfig
 from .azure_common import Cancellation, SdkEvent, speech_config
 from .base import (
     AsrProvider,

@@ -8,8 +8,8 @@ from typing import Literal
 
 import azure.cognitiveservices.speech as speechsdk
 
-from ..config import AzureConfig
 from ..errors import ErrorCode, ProviderError
+from ..provider_specs.azure import AzureConfig
 from .base import Credentials
 
 _Code = speechsdk.CancellationErrorCode

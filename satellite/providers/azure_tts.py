@@ -11,8 +11,8 @@ import azure.cognitiveservices.speech as speechsdk
 
 from ..audio.pcm import AudioFormat
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
-from ..config import AzureConfig, AzureTts
 from ..errors import ErrorCode, ProviderError
+from ..provider_specs.azure import AzureConfig, AzureTts
 from .azure_common import Cancellation, SdkEvent, speech_config
 from .base import (
     CallClock,
@@ -343,6 +343,8 @@ class AzureTtsProvider(TtsProvider):
             yield build_ssml(sentence, voice, self._config.tts)
 
     def take_synthesizer(self) -> _Synthesizer:
+        """An idle kept synthesizer, else a new one. Built on the event loop: the SDK's
+        constructor only sets up native objects (0.1-0.5 ms here); it connects later."""
         synth = self._pool.take()
         if synth is None:
             synth = self._new_synthesizer()

@@ -18,9 +18,10 @@ from dashscope.common.error import InvalidParameter, InvalidTask
 
 from ..audio.pcm import AudioFormat
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
-from ..config import AUTO_LANGUAGE, DashScopeConfig
-from ..dashscope_models import asr_model
+from ..config_base import AUTO_LANGUAGE
 from ..errors import ProviderError
+from ..provider_specs.dashscope import DashScopeConfig
+from ..provider_specs.dashscope_models import asr_model
 from .base import (
     AsrProvider,
     AsrResult,

@@ -13,9 +13,9 @@ from typing import Protocol, TypeVar
 import dashscope
 import websocket
 
-from ..config import AUTO_LANGUAGE
-from ..dashscope_models import DashScopeModel
+from ..config_base import AUTO_LANGUAGE
 from ..errors import ErrorCode, ProviderError
+from ..provider_specs.dashscope_models import DashScopeModel
 from .base import CallClock, Voice
 
 T = TypeVar("T")
@@ -124,6 +124,21 @@ def shutdown_websocket(app: websocket.WebSocketApp | None) -> None:
     if raw is not None:
         with contextlib.suppress(OSError):
             raw.shutdown(socket.SHUT_RDWR)
+
+
+# How many times (0.1 s apart) a websocket closed while connecting is shut until it has ended.
+CUT_ATTEMPTS = 50
+
+
+def cut_websocket(app: websocket.WebSocketApp | None, thread: threading.Thread | None) -> None:
+    """Blocking, bounded: shut an SDK's websocket until its thread has ended. A handshake
+    under way completes after a shutdown that came before its socket existed (and
+    ``run_forever`` sets ``keep_running`` again as it starts)."""
+    for _ in range(CUT_ATTEMPTS):
+        shutdown_websocket(app)
+        if thread is None or not thread.is_alive():
+            return
+        thread.join(0.1)
 
 
 _HINTS = {"zh-cn": "zh", "zh-hans": "zh", "zh": "zh", "en-us": "en", "yue": "yue", "zh-hk": "yue"}

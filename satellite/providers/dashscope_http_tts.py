@@ -35,9 +35,9 @@ from dashscope import MultiModalConversation
 
 from ..audio.pcm import AudioFormat
 from ..bridge import CallbackQueue, run_blocking_detached
-from ..config import DashScopeConfig
-from ..dashscope_models import tts_model
 from ..errors import ErrorCode, ProviderError
+from ..provider_specs.dashscope import DashScopeConfig
+from ..provider_specs.dashscope_models import tts_model
 from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider
 from .dashscope_common import Failures, model_voices, stream_audio
 from .text import SentenceSplitter

@@ -19,7 +19,7 @@ import websocket
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..errors import ErrorCode, ProviderError
 from .base import CallClock, Deadlines
-from .dashscope_common import Failures, shutdown_websocket
+from .dashscope_common import Failures, cut_websocket, shutdown_websocket
 from .warm_pool import WarmPool
 
 _LOGGER = logging.getLogger(__name__)
@@ -216,8 +216,9 @@ class RealtimeConnection:
             self.client.connect()  # polls for the handshake every 0.1 s, for up to 5 s
         except Exception as exc:
             self._callback.socket_error(exc)
+            self._closed = True  # a handshake still under way must not open it later
         if self._closed:
-            shutdown_websocket(self.client.ws)
+            cut_websocket(self.client.ws, getattr(self.client, "thread", None))
 
     def _run_pending(self) -> None:
         while True:

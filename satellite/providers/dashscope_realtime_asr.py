@@ -16,9 +16,10 @@ from dashscope.audio.qwen_omni import MultiModality, OmniRealtimeConversation
 from dashscope.audio.qwen_omni.omni_realtime import TranscriptionParams
 
 from ..audio.pcm import AudioFormat
-from ..config import AUTO_LANGUAGE, DashScopeConfig
-from ..dashscope_models import asr_model
+from ..config_base import AUTO_LANGUAGE
 from ..errors import ProviderError
+from ..provider_specs.dashscope import DashScopeConfig
+from ..provider_specs.dashscope_models import asr_model
 from .base import (
     AsrProvider,
     AsrResult,

@@ -19,9 +19,9 @@ from dashscope.audio.qwen_tts_realtime import AudioFormat as SdkAudioFormat
 from dashscope.audio.qwen_tts_realtime import QwenTtsRealtime
 
 from ..audio.pcm import AudioFormat
-from ..config import DashScopeConfig, DashScopeTts
-from ..dashscope_models import tts_model
 from ..errors import ProviderError
+from ..provider_specs.dashscope import DashScopeConfig, DashScopeTts
+from ..provider_specs.dashscope_models import tts_model
 from .base import CallClock, Credentials, Deadlines, SynthesisOptions, TtsProvider
 from .dashscope_common import Failures, api_key_global, model_voices, stream_audio
 from .dashscope_realtime import RealtimeCallback, RealtimeConnection, RealtimeSessions

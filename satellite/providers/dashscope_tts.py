@@ -21,9 +21,9 @@ from dashscope.common.error import RequestFailure
 
 from ..audio.pcm import AudioFormat
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
-from ..config import DashScopeConfig
-from ..dashscope_models import tts_model
 from ..errors import ProviderError
+from ..provider_specs.dashscope import DashScopeConfig
+from ..provider_specs.dashscope_models import tts_model
 from .base import (
     CallClock,
     Credentials,
@@ -36,6 +36,7 @@ from .dashscope_common import (
     Failures,
     SdkCalls,
     api_key_global,
+    cut_websocket,
     model_voices,
     shutdown_websocket,
     stream_audio,
@@ -49,8 +50,6 @@ _LOGGER = logging.getLogger(__name__)
 CANCEL_WAIT_MILLIS = 1000
 # A warm connection idle this long is replaced: servers drop idle websockets.
 MAX_IDLE_SECONDS = 25.0
-# How many times (0.1 s apart) a websocket closed while connecting is shut until it has ended.
-CUT_ATTEMPTS = 50
 
 # What the service encodes itself, by sample rate.
 _ENCODED_FORMATS = {
@@ -143,15 +142,7 @@ class _Synthesizer(SpeechSynthesizer):
                 self._cut()
 
     def _cut(self) -> None:
-        """Blocking, bounded: shut the websocket until its thread has ended. A handshake
-        under way completes after a shutdown that came before its socket existed (and
-        ``run_forever`` sets ``keep_running`` again as it starts)."""
-        thread = getattr(self, "thread", None)
-        for _ in range(CUT_ATTEMPTS):
-            shutdown_websocket(self.ws)
-            if thread is None or not thread.is_alive():
-                return
-            thread.join(0.1)
+        cut_websocket(self.ws, getattr(self, "thread", None))
 
     @property
     def ready(self) -> bool:

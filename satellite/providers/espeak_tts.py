@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from ..audio.pcm import AudioFormat, PcmConverter
-from ..config import EspeakConfig
 from ..errors import ErrorCode, ProviderError
+from ..provider_specs.espeak import EspeakConfig
 from .base import CallClock, Deadlines, SynthesisOptions, TtsProvider, Voice
 from .text import SentenceSplitter
 

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from satellite.config import AzureAsr, AzureConfig, AzureTts, Timeouts
+from satellite.config_base import Timeouts
 from satellite.errors import ErrorCode, ProviderError
+from satellite.provider_specs.azure import AzureAsr, AzureConfig, AzureTts
 from satellite.providers.azure_asr import AzureAsrProvider, advertised_languages
 from satellite.providers.azure_common import Cancellation, speech_config
 from satellite.providers.azure_tts import AzureTtsProvider

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from satellite.config import AzureConfig, DashScopeConfig, DashScopeTts, Timeouts
+from satellite.config_base import Timeouts
+from satellite.provider_specs.azure import AzureConfig
+from satellite.provider_specs.dashscope import DashScopeConfig, DashScopeTts
 from satellite.providers.azure_tts import AzureTtsProvider
 from satellite.providers.base import Credentials, SynthesisOptions, TtsProvider
 from satellite.providers.dashscope_realtime_tts import QwenRealtimeTtsProvider

@@ -14,8 +14,9 @@ import pytest
 import soundfile
 from dashscope.common.error import InvalidTask
 
-from satellite.config import DashScopeAsr, DashScopeConfig, DashScopeTts, Timeouts
+from satellite.config_base import Timeouts
 from satellite.errors import ErrorCode, ProviderError
+from satellite.provider_specs.dashscope import DashScopeAsr, DashScopeConfig, DashScopeTts
 from satellite.providers import dashscope_asr
 from satellite.providers.base import Credentials, EncodedAudio, SynthesisOptions
 from satellite.providers.dashscope_asr import DashScopeAsrProvider

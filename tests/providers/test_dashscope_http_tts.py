@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from satellite.config import DashScopeConfig, DashScopeTts, Timeouts
+from satellite.config_base import Timeouts
 from satellite.errors import ErrorCode
+from satellite.provider_specs.dashscope import DashScopeConfig, DashScopeTts
 from satellite.provider_table import PROVIDERS
 from satellite.providers.base import Credentials, SynthesisOptions
 from satellite.providers.dashscope_http_tts import QwenHttpTtsProvider

@@ -13,16 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from satellite.config import (
-    AzureConfig,
-    AzureTts,
-    DashScopeAsr,
-    DashScopeConfig,
-    DashScopeTts,
-    FailoverConfig,
-    Timeouts,
-)
+from satellite.config import FailoverConfig
+from satellite.config_base import Timeouts
 from satellite.errors import ErrorCode, ProviderError
+from satellite.provider_specs.azure import AzureConfig, AzureTts
+from satellite.provider_specs.dashscope import DashScopeAsr, DashScopeConfig, DashScopeTts
 from satellite.providers.azure_asr import AzureAsrProvider
 from satellite.providers.azure_tts import AzureTtsProvider
 from satellite.providers.base import Credentials, SynthesisOptions

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from satellite.audio.pcm import AudioFormat
-from satellite.config import EspeakConfig, Timeouts
+from satellite.config_base import Timeouts
 from satellite.errors import ErrorCode
+from satellite.provider_specs.espeak import EspeakConfig
 from satellite.providers.base import SynthesisOptions
 from satellite.providers.espeak_tts import EspeakTtsProvider, voice_languages
 from tests.providers.common import failure, pieces, wait_for

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pytest
 
-from satellite.config import Timeouts
+from satellite.config_base import Timeouts
 from satellite.errors import ErrorCode, ProviderError
 from satellite.providers import dashscope_tts
 from satellite.providers.azure_tts import AzureTtsProvider

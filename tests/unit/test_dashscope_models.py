@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from satellite.dashscope_models import TTS_MODELS, asr_model, tts_model
+from satellite.provider_specs.dashscope_models import TTS_MODELS, asr_model, tts_model
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from satellite.config import parse_config
+from satellite.config import ConfigError, parse_config
 from satellite.config_warnings import config_warnings
 from satellite.provider_table import PROVIDERS, names_for
 from satellite.providers.registry import build_asr, build_tts
@@ -39,3 +39,12 @@ def test_a_missing_key_names_its_environment_variable(name, monkeypatch):
     assert any(
         f"set the environment variable {variable}" in line for line in config_warnings(loaded)
     )
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_each_row_is_its_own_config_section(name):
+    loaded = parse_config({}, "test.yaml")
+    assert isinstance(getattr(loaded.config.providers, name), PROVIDERS[name].section)
+    with pytest.raises(ConfigError) as error:
+        parse_config({"providers": {name: {"no_such_key": 1}}}, "test.yaml")
+    assert f"providers.{name}.no_such_key" in str(error.value)
