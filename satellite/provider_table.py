@@ -47,6 +47,7 @@ class ProviderSpec:
     asr: AsrLoader | None = None
     tts: TtsLoader | None = None
     voice_check: VoiceCheck = lambda _section, _voice: None
+    sdk: bool = True  # a cloud SDK: run in a worker process with ``providers.isolation: process``
 
     @property
     def key_path(self) -> str | None:
@@ -191,7 +192,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             "espeak", "eSpeak NG", "eSpeak NG", "https://github.com/espeak-ng/espeak-ng",
-            None, {}, _espeak_setup, tts=_espeak_tts, voice_check=_espeak_voice,
+            None, {}, _espeak_setup, tts=_espeak_tts, voice_check=_espeak_voice, sdk=False,
         ),
     )
 }  # fmt: skip

@@ -3,11 +3,15 @@ its provider is used), and reads their credentials."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from .. import logs
 from ..config import LoadedConfig, read_secret
 from ..provider_table import PROVIDERS, Role
-from .base import AsrProvider, Credentials, TtsProvider
+from .base import AsrProvider, Credentials, Deadlines, TtsProvider
+from .supervisor import Limits, WorkerStats
+from .worker_ipc import WorkerSpec
 
 
 def credentials_for(loaded: LoadedConfig, provider: str) -> Credentials:
@@ -24,17 +28,24 @@ def credentials_for(loaded: LoadedConfig, provider: str) -> Credentials:
     return Credentials(key=key, hint=hint)
 
 
-def _one(loaded: LoadedConfig, provider: str, role: Role, choice: str | None) -> Any:
+def _one(loaded: LoadedConfig, provider: str, choice: str | None, role: Role) -> Any:
     """The provider of ``role`` named ``provider``; ``choice``: the role's language or voice."""
     loader = getattr(PROVIDERS[provider], role)
     section = getattr(loaded.config.providers, provider)
     return loader(section, credentials_for(loaded, provider), choice)
 
 
-def build_asr(loaded: LoadedConfig) -> AsrProvider:
-    """The ASR provider, or a failover chain of them when several are listed."""
-    role = loaded.config.speech.asr
-    chain: list[AsrProvider] = [_one(loaded, name, "asr", role.language) for name in role.provider]
+def _choices(loaded: LoadedConfig, role: Role) -> list[tuple[str, str | None]]:
+    """Each provider of ``role`` in order, with its language (ASR) or voice (TTS):
+    ``speech.tts.voice`` is the first provider's."""
+    if role == "asr":
+        asr = loaded.config.speech.asr
+        return [(name, asr.language) for name in asr.provider]
+    tts = loaded.config.speech.tts
+    return [(name, tts.voice if i == 0 else None) for i, name in enumerate(tts.provider)]
+
+
+def _asr_chain(loaded: LoadedConfig, chain: list[AsrProvider]) -> AsrProvider:
     if len(chain) == 1:
         return chain[0]
     from .failover import FailoverAsr
@@ -42,15 +53,54 @@ def build_asr(loaded: LoadedConfig) -> AsrProvider:
     return FailoverAsr(chain, loaded.config.speech.failover)
 
 
-def build_tts(loaded: LoadedConfig) -> TtsProvider:
-    """The TTS provider, or a failover chain of them; ``speech.tts.voice`` is the first's."""
-    role = loaded.config.speech.tts
-    chain: list[TtsProvider] = [
-        _one(loaded, name, "tts", role.voice if index == 0 else None)
-        for index, name in enumerate(role.provider)
-    ]
+def _tts_chain(loaded: LoadedConfig, chain: list[TtsProvider]) -> TtsProvider:
     if len(chain) == 1:
         return chain[0]
     from .failover import FailoverTts
 
     return FailoverTts(chain, loaded.config.speech.failover)
+
+
+def build_asr(loaded: LoadedConfig) -> AsrProvider:
+    """The ASR provider, or a failover chain of them when several are listed."""
+    return _asr_chain(loaded, [_one(loaded, *choice, "asr") for choice in _choices(loaded, "asr")])
+
+
+def build_tts(loaded: LoadedConfig) -> TtsProvider:
+    """The TTS provider, or a failover chain of them."""
+    return _tts_chain(loaded, [_one(loaded, *choice, "tts") for choice in _choices(loaded, "tts")])
+
+
+async def start_providers(
+    loaded: LoadedConfig, stats: WorkerStats
+) -> tuple[AsrProvider, TtsProvider]:
+    """Both roles' providers for the speech endpoint. With ``providers.isolation: process``
+    each SDK runs in a worker process of its own, started here (WorkerStartError when one
+    cannot start); a provider without an SDK (espeak-ng) stays in the daemon."""
+    if loaded.config.providers.isolation == "inline":
+        return build_asr(loaded), build_tts(loaded)
+    from .isolated import start_isolated
+
+    settings = loaded.config.providers
+    limits = Limits(settings.recycle_after_requests, settings.worker_max_rss_mb)
+    level, fmt = logs.current()
+
+    async def member(role: Role, name: str, choice: str | None) -> Any:
+        if not PROVIDERS[name].sdk:
+            return _one(loaded, name, choice, role)
+        section = getattr(settings, name)
+        spec = WorkerSpec(name, role, section, credentials_for(loaded, name), choice, level, fmt)
+        return await start_isolated(spec, limits, stats, Deadlines.from_timeouts(section.timeouts))
+
+    roles: tuple[Role, ...] = ("asr", "tts")
+    starts = [member(role, *choice) for role in roles for choice in _choices(loaded, role)]
+    members = await asyncio.gather(*starts, return_exceptions=True)
+    failure = next((m for m in members if isinstance(m, BaseException)), None)
+    if failure is not None:
+        await asyncio.gather(
+            *(m.close() for m in members if not isinstance(m, BaseException)),
+            return_exceptions=True,
+        )
+        raise failure
+    count = len(loaded.config.speech.asr.provider)
+    return _asr_chain(loaded, members[:count]), _tts_chain(loaded, members[count:])
