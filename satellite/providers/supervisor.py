@@ -320,6 +320,7 @@ class Supervisor:
         self._starting: asyncio.Task[WorkerProcess] | None = None  # in the current's place
         self._retiring: set[WorkerProcess] = set()  # replaced; closed once idle
         self._checks: set[asyncio.Task[None]] = set()
+        self._checking: dict[WorkerProcess, asyncio.Task[None]] = {}  # suspected of hanging
         self._quick_deaths = 0
         self._closed = False
 
@@ -338,6 +339,9 @@ class Supervisor:
         """A live worker for a new request: the current one, or the one starting in its
         place (waited for up to ``timeout``)."""
         current = self._current
+        if current is not None and (check := self._checking.get(current)) is not None:
+            await asyncio.wait([check], timeout=timeout)  # a hung one is replaced first
+            current = self._current
         if current is not None and current.dead is None:
             return current
         if self._closed:
@@ -423,19 +427,22 @@ class Supervisor:
     def suspect(self, worker: WorkerProcess) -> None:
         """A request on ``worker`` ran out of time: ping it, and replace it when it does
         not answer."""
-        if worker.dead is None and worker.killed_for is None:
-            self._in_background(self._check(worker))
+        if worker.dead is None and worker.killed_for is None and worker not in self._checking:
+            self._checking[worker] = task = self._in_background(self._check(worker))
+            task.add_done_callback(lambda _: self._checking.pop(worker, None))
 
     async def _check(self, worker: WorkerProcess) -> None:
         if await worker.answers(PING_S) or worker.dead is not None:
             return
         _LOGGER.error("%s worker does not answer (hung): killed; restarting", self.spec.label)
         worker.kill("hung")
+        await worker.exited.wait()  # its replacement is starting when this returns
 
-    def _in_background(self, work: Any) -> None:
+    def _in_background(self, work: Any) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
+        return task
 
     async def close(self) -> None:
         """Close every worker (each within CLOSE_S); no restart after this."""
