@@ -320,7 +320,7 @@ class Providers(Model):
     dashscope: DashScopeConfig = DashScopeConfig()
     azure: AzureConfig = AzureConfig()
     espeak: EspeakConfig = EspeakConfig()
-    # Where the cloud SDKs run: "process", each provider and role in a worker process the
+    # Where the cloud SDKs run: "process", each provider in a worker process the
     # daemon supervises (a crash costs the worker, not the daemon), or "inline", in the daemon.
     isolation: Literal["process", "inline"] = "inline"
     recycle_after_requests: Annotated[int, Field(ge=0)] = 1000  # a worker's; 0: never

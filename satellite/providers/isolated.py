@@ -56,7 +56,7 @@ async def _answer(
     except TimeoutError:
         supervisor.suspect(worker)
         raise ProviderError(
-            ErrorCode.TIMEOUT, f"{supervisor.spec.label}: no answer within {timeout:g} s"
+            ErrorCode.TIMEOUT, f"{supervisor.spec.provider}: no answer within {timeout:g} s"
         ) from None
 
 
@@ -249,11 +249,10 @@ class _TextPump:
 
 async def start_isolated(
     spec: WorkerSpec, limits: Limits, stats: WorkerStats, deadlines: Deadlines
-) -> AsrProvider | TtsProvider:
-    """The stand-in for ``spec``'s provider, its worker started (WorkerStartError if it
-    cannot start)."""
+) -> dict[str, AsrProvider | TtsProvider]:
+    """The stand-ins for the roles of ``spec``'s provider, by role, sharing one worker,
+    started here (WorkerStartError if it cannot start)."""
     supervisor = Supervisor(spec, limits, stats)
     about = await supervisor.start()
-    if spec.role == "asr":
-        return IsolatedAsr(supervisor, deadlines, about)
-    return IsolatedTts(supervisor, deadlines, about)
+    kinds = {"asr": IsolatedAsr, "tts": IsolatedTts}
+    return {role: kinds[role](supervisor, deadlines, about[role]) for role in spec.roles}

@@ -75,8 +75,8 @@ async def start_providers(
     loaded: LoadedConfig, stats: WorkerStats
 ) -> tuple[AsrProvider, TtsProvider]:
     """Both roles' providers for the speech endpoint. With ``providers.isolation: process``
-    each SDK runs in a worker process of its own, started here (WorkerStartError when one
-    cannot start); a provider without an SDK (espeak-ng) stays in the daemon."""
+    each provider with an SDK runs in a worker process of its own (one for its ASR and TTS),
+    started here (WorkerStartError when one cannot start); espeak-ng stays in the daemon."""
     if loaded.config.providers.isolation == "inline":
         return build_asr(loaded), build_tts(loaded)
     from .isolated import start_isolated
@@ -84,23 +84,36 @@ async def start_providers(
     settings = loaded.config.providers
     limits = Limits(settings.recycle_after_requests, settings.worker_max_rss_mb)
     level, fmt = logs.current()
+    chains = {role: _choices(loaded, role) for role in ("asr", "tts")}
+    isolated: dict[str, dict[str, str | None]] = {}  # provider -> its roles and their choices
+    for role, chain in chains.items():
+        for name, choice in chain:
+            if PROVIDERS[name].sdk:
+                isolated.setdefault(name, {})[role] = choice
 
-    async def member(role: Role, name: str, choice: str | None) -> Any:
-        if not PROVIDERS[name].sdk:
-            return _one(loaded, name, choice, role)
+    async def start(name: str, roles: dict[str, str | None]) -> dict[str, Any]:
         section = getattr(settings, name)
-        spec = WorkerSpec(name, role, section, credentials_for(loaded, name), choice, level, fmt)
+        spec = WorkerSpec(name, section, credentials_for(loaded, name), roles, level, fmt)
         return await start_isolated(spec, limits, stats, Deadlines.from_timeouts(section.timeouts))
 
-    roles: tuple[Role, ...] = ("asr", "tts")
-    starts = [member(role, *choice) for role in roles for choice in _choices(loaded, role)]
-    members = await asyncio.gather(*starts, return_exceptions=True)
-    failure = next((m for m in members if isinstance(m, BaseException)), None)
+    started = await asyncio.gather(
+        *(start(name, roles) for name, roles in isolated.items()), return_exceptions=True
+    )
+    failure = next((s for s in started if isinstance(s, BaseException)), None)
     if failure is not None:
         await asyncio.gather(
-            *(m.close() for m in members if not isinstance(m, BaseException)),
+            *(next(iter(s.values())).close() for s in started if not isinstance(s, BaseException)),
             return_exceptions=True,
         )
         raise failure
-    count = len(loaded.config.speech.asr.provider)
-    return _asr_chain(loaded, members[:count]), _tts_chain(loaded, members[count:])
+    stand_ins = dict(zip(isolated, started, strict=True))
+
+    def member(role: Role, name: str, choice: str | None) -> Any:
+        if name in stand_ins:
+            return stand_ins[name][role]
+        return _one(loaded, name, choice, role)
+
+    return (
+        _asr_chain(loaded, [member("asr", *choice) for choice in chains["asr"]]),
+        _tts_chain(loaded, [member("tts", *choice) for choice in chains["tts"]]),
+    )

@@ -2,10 +2,10 @@
 
 A ``WorkerProcess`` is one running worker (``worker.py``) and the requests it serves, each
 a ``Channel`` of the worker's answers. A ``Supervisor`` keeps one worker running for a
-provider and role: a worker that dies (a crash, a kill) fails its requests at once and is
-replaced at once; one that stops answering is killed and replaced; one that has served
-``recycle_after_requests`` requests or outgrown ``worker_max_rss_mb`` is replaced by a new
-one and closed once its last request has ended.
+provider (its ASR and TTS both): a worker that dies (a crash, a kill) fails its requests
+at once and is replaced at once; one that stops answering is killed and replaced; one that
+has served ``recycle_after_requests`` requests or outgrown ``worker_max_rss_mb`` is
+replaced by a new one and closed once its last request has ended.
 """
 
 from __future__ import annotations
@@ -72,7 +72,10 @@ class Channel:
     def deliver(self, message: Message) -> None:
         if message[0] == "partial":
             if self._on_partial is not None:
-                self._on_partial(message[2])
+                try:
+                    self._on_partial(message[2])
+                except Exception:  # a bug of the request's, not the worker's
+                    _LOGGER.exception("partial transcript")
             return
         if message[0] == "error":
             self.error = ProviderError(ErrorCode(message[2]), message[3])
@@ -136,7 +139,7 @@ class WorkerProcess:
                 "-m",
                 "satellite.providers.worker",
                 str(child.fileno()),
-                self.spec.label.replace(" ", "-"),  # names it in ps; nothing secret
+                self.spec.provider,  # names it in ps; nothing secret
                 pass_fds=(child.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,  # a terminal's Ctrl-C is for the daemon
@@ -159,8 +162,8 @@ class WorkerProcess:
         if reply is None or reply[0] != "ready":
             await self._discard()
             why = reply[2] if reply is not None else self._exit_text()
-            raise WorkerStartError(f"{self.spec.label} worker did not start: {why}")
-        self._reader = asyncio.create_task(self._read(reader), name=f"{self.spec.label} worker")
+            raise WorkerStartError(f"{self.spec.provider} worker did not start: {why}")
+        self._reader = asyncio.create_task(self._read(reader), name=f"{self.spec.provider} worker")
         return reply[2]
 
     def _exit_text(self) -> str:
@@ -201,7 +204,7 @@ class WorkerProcess:
             returncode = await self._process.wait()
         reason = self.killed_for or exit_reason(returncode)
         self.dead = ProviderError(
-            ErrorCode.PROVIDER_FAILED, f"{self.spec.label} worker died ({reason})"
+            ErrorCode.PROVIDER_FAILED, f"{self.spec.provider} worker died ({reason})"
         )
         self._writer.close()
         for channel in self._channels.values():
@@ -228,6 +231,8 @@ class WorkerProcess:
         if self.dead is not None:
             raise self.dead
         assert self._writer is not None
+        if self._writer.is_closing():  # it is going away: its death is about to be known
+            raise ProviderError(ErrorCode.PROVIDER_FAILED, f"{self.spec.provider} worker went away")
         self._writer.write(encode(message))
 
     async def flush(self, timeout: float) -> None:
@@ -242,11 +247,11 @@ class WorkerProcess:
                 async with asyncio.timeout(CLOSE_S):
                     await self.exited.wait()
             raise self.dead or ProviderError(
-                ErrorCode.PROVIDER_FAILED, f"{self.spec.label} worker went away"
+                ErrorCode.PROVIDER_FAILED, f"{self.spec.provider} worker went away"
             ) from None
         except TimeoutError:
             raise ProviderError(
-                ErrorCode.TIMEOUT, f"{self.spec.label} worker takes no input"
+                ErrorCode.TIMEOUT, f"{self.spec.provider} worker takes no input"
             ) from None
 
     async def answers(self, timeout: float) -> bool:
@@ -289,7 +294,7 @@ class WorkerProcess:
             async with asyncio.timeout(CLOSE_S):
                 await self.exited.wait()
         except TimeoutError:
-            _LOGGER.warning("%s worker did not close in %g s: killed", self.spec.label, CLOSE_S)
+            _LOGGER.warning("%s worker did not close in %g s: killed", self.spec.provider, CLOSE_S)
             self.kill("closed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_S):
@@ -310,7 +315,7 @@ class Limits:
 
 
 class Supervisor:
-    """Keeps one worker running for a provider and role."""
+    """Keeps one worker running for a provider."""
 
     def __init__(self, spec: WorkerSpec, limits: Limits, stats: WorkerStats) -> None:
         self.spec = spec
@@ -325,8 +330,8 @@ class Supervisor:
         self._closed = False
 
     async def start(self) -> dict[str, Any]:
-        """Start the first worker: what its provider advertises (WorkerStartError if it
-        cannot start)."""
+        """Start the first worker: what its provider's roles advertise, by role
+        (WorkerStartError if it cannot start)."""
         worker, description = await self._spawn()
         self._current = worker
         return description
@@ -345,7 +350,7 @@ class Supervisor:
         if current is not None and current.dead is None:
             return current
         if self._closed:
-            raise ProviderError(ErrorCode.SHUTTING_DOWN, f"{self.spec.label} worker closed")
+            raise ProviderError(ErrorCode.SHUTTING_DOWN, f"{self.spec.provider} worker closed")
         if self._starting is None:
             self._replace(self._restart())
         assert self._starting is not None
@@ -354,13 +359,13 @@ class Supervisor:
                 return await asyncio.shield(self._starting)
         except TimeoutError:
             raise ProviderError(
-                ErrorCode.CONNECT_FAILED, f"{self.spec.label} worker not running yet"
+                ErrorCode.CONNECT_FAILED, f"{self.spec.provider} worker not running yet"
             ) from None
         except WorkerStartError as exc:
             raise ProviderError(ErrorCode.PROVIDER_FAILED, str(exc)) from None
 
     def _replace(self, start: Any) -> None:
-        self._starting = task = asyncio.create_task(start, name=f"{self.spec.label} start")
+        self._starting = task = asyncio.create_task(start, name=f"{self.spec.provider} start")
         task.add_done_callback(self._started)
 
     def _started(self, task: asyncio.Task[WorkerProcess]) -> None:
@@ -382,7 +387,7 @@ class Supervisor:
         return worker
 
     async def _recycle(self, old: WorkerProcess, why: str) -> WorkerProcess:
-        _LOGGER.info("%s worker %s: replacing it", self.spec.label, why)
+        _LOGGER.info("%s worker %s: replacing it", self.spec.provider, why)
         worker, _ = await self._spawn()
         if self._closed:
             await worker.close()
@@ -434,7 +439,7 @@ class Supervisor:
     async def _check(self, worker: WorkerProcess) -> None:
         if await worker.answers(PING_S) or worker.dead is not None:
             return
-        _LOGGER.error("%s worker does not answer (hung): killed; restarting", self.spec.label)
+        _LOGGER.error("%s worker does not answer (hung): killed; restarting", self.spec.provider)
         worker.kill("hung")
         await worker.exited.wait()  # its replacement is starting when this returns
 

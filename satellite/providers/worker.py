@@ -1,11 +1,11 @@
 """A provider worker: one provider's SDK in a process of its own (``python -m
-satellite.providers.worker FD LABEL``), serving the daemon's requests over the socket ``FD``.
+satellite.providers.worker FD NAME``), serving the daemon's requests over the socket ``FD``.
 
 The daemon starts it as a fresh interpreter and supervises it (see ``supervisor.py``): a
-native crash or a leak in the SDK costs this process, never the daemon. It builds its
-provider from the spec the daemon sends first, answers ``ready`` with what the provider
-advertises, opens its warm connections, and serves any number of concurrent requests
-until the daemon asks it to close or goes away.
+native crash or a leak in the SDK costs this process, never the daemon. It builds the
+provider's ASR and/or TTS from the spec the daemon sends first, answers ``ready`` with
+what they advertise, opens their warm connections, and serves any number of concurrent
+requests until the daemon asks it to close or goes away.
 """
 
 from __future__ import annotations
@@ -69,10 +69,10 @@ def _as_error(what: str, exc: BaseException) -> ProviderError:
 class _Server:
     """The requests of one worker: each a task fed by its inbox."""
 
-    def __init__(self, writer: asyncio.StreamWriter, spec: WorkerSpec, provider: Any) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, spec: WorkerSpec, roles: dict[str, Any]):
         self._writer = writer
         self._spec = spec
-        self._provider = provider
+        self._roles = roles
         self._inboxes: dict[int, asyncio.Queue[Any]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
 
@@ -115,7 +115,7 @@ class _Server:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     async def _recognize(self, rid: int, language: str | None, partials: bool) -> None:
-        provider: AsrProvider = self._provider
+        provider: AsrProvider = self._roles["asr"]
         inbox = self._inboxes[rid]
         on_partial: Callable[[str], None] | None = None
         if partials:
@@ -146,7 +146,7 @@ class _Server:
         encoding: EncodedAudio | None,
         whole_text: str | None,
     ) -> None:
-        provider: TtsProvider = self._provider
+        provider: TtsProvider = self._roles["tts"]
         inbox = self._inboxes[rid]
 
         async def pieces() -> AsyncIterator[str]:
@@ -171,7 +171,7 @@ class _Server:
         self.send("done", rid)
 
     def _fail(self, rid: int, exc: Exception) -> None:
-        error = _as_error(f"{self._spec.label} worker", exc)
+        error = _as_error(f"{self._spec.provider} worker", exc)
         self.send("error", rid, error.code, error.message)
 
 
@@ -185,28 +185,33 @@ async def _serve(fd: int) -> None:
     logs.setup(spec.log_level, spec.log_format)  # type: ignore[arg-type]
     from ..provider_table import PROVIDERS
 
-    loader = getattr(PROVIDERS[spec.provider], spec.role)
+    table = PROVIDERS[spec.provider]
     try:
-        provider = loader(spec.section, spec.credentials, spec.choice)
+        roles = {
+            role: getattr(table, role)(spec.section, spec.credentials, choice)
+            for role, choice in spec.roles.items()
+        }
     except Exception as exc:
-        _LOGGER.exception("%s worker: cannot build the provider", spec.label)
+        _LOGGER.exception("%s worker: cannot build the provider", spec.provider)
         writer.write(encode(("failed", 0, f"{type(exc).__name__}: {exc}")))
         await writer.drain()
         return
-    server = _Server(writer, spec, provider)
-    server.send("ready", 0, describe(provider))
+    server = _Server(writer, spec, roles)
+    server.send("ready", 0, {role: describe(provider) for role, provider in roles.items()})
     await server.flush()
-    warm_up = asyncio.create_task(provider.prepare())  # warm connections live here
+    # warm connections live here
+    warm_ups = [asyncio.create_task(provider.prepare()) for provider in roles.values()]
     try:
         while (message := await read_message(reader)) is not None and message[0] != "close":
             server.dispatch(message)
             await server.flush()
     finally:
-        warm_up.cancel()
+        for task in warm_ups:
+            task.cancel()
         await server.cancel_all()
         with contextlib.suppress(Exception, TimeoutError):
             async with asyncio.timeout(CLOSE_S):
-                await provider.close()
+                await asyncio.gather(*(provider.close() for provider in roles.values()))
         writer.close()
 
 
@@ -216,7 +221,6 @@ def main(argv: list[str]) -> None:
     _die_with_parent()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
-    sys.stdout = sys.stderr  # nothing may write to the daemon's stdout in our name
     asyncio.run(_serve(int(argv[0])))
     calls_still_running(EXIT_GRACE_S)  # an SDK call we gave up on must not hold the exit
     logging.shutdown()

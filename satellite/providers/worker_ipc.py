@@ -24,18 +24,12 @@ class WorkerSpec:
     """What a worker needs to build its provider, sent as the first message (the key goes
     through the socket, never the command line or the environment of a new process)."""
 
-    provider: str  # its name in the provider table
-    role: str  # "asr" or "tts"
+    provider: str  # its name in the provider table, as the log names the worker
     section: Any  # the provider's config section
     credentials: Any  # base.Credentials
-    choice: str | None  # the role's language (ASR) or voice (TTS)
+    roles: dict[str, str | None]  # "asr", "tts" -> the role's language or voice
     log_level: str
     log_format: str
-
-    @property
-    def label(self) -> str:
-        """How the log names the worker: "azure ASR"."""
-        return f"{self.provider} {self.role.upper()}"
 
 
 def encode(message: Message) -> bytes:

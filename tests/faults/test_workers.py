@@ -45,7 +45,7 @@ WAIT_S = 15.0  # bound on every poll for what the daemon does in the background
 
 
 def workers_of(pid: int) -> dict[str, int]:
-    """The worker processes of the daemon ``pid``: label ("azure-ASR") -> pid."""
+    """The worker processes of the daemon ``pid``: provider -> pid."""
     found: dict[str, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -68,14 +68,14 @@ def wait_for(what: str, check, timeout: float = WAIT_S):
     raise TimeoutError(f"{what}: not after {timeout} s")
 
 
-def replaced(daemon: Daemon, label: str, old_pid: int) -> int:
+def replaced(daemon: Daemon, provider: str, old_pid: int) -> int:
     """The pid of the worker that replaced ``old_pid``, once it runs."""
 
     def new_pid() -> int | None:
-        pid = workers_of(daemon.process.pid).get(label)
+        pid = workers_of(daemon.process.pid).get(provider)
         return pid if pid not in (None, old_pid) else None
 
-    return wait_for(f"a new {label} worker", new_pid)
+    return wait_for(f"a new {provider} worker", new_pid)
 
 
 @contextlib.contextmanager
@@ -124,7 +124,7 @@ async def test_corrupt_frame_during_azure_recognition_costs_the_worker_not_the_d
         fake.fault = None
         await check_answer(cloud, "asr")
         await check_answer(cloud, "tts")
-        assert daemon.logs().count("azure ASR worker died (SIGSEGV); restarting") == 1
+        assert daemon.logs().count("azure worker died (SIGSEGV); restarting") == 1
         wait_for("the restart in the status", lambda: "worker restarts: 1" in status(tmp_path))
 
 
@@ -149,13 +149,13 @@ providers:
             finally:
                 await client.disconnect()
             assert (event.type, event.data.get("text")) == ("transcript", CLOUDS["dashscope"][2])
-            assert "azure ASR worker died (SIGSEGV)" in daemon.logs()
+            assert "azure worker died (SIGSEGV)" in daemon.logs()
 
 
 async def test_a_worker_killed_mid_recognition_ends_its_request_and_is_replaced(tmp_path):
     with FakeAzure() as fake, isolated_daemon(tmp_path, config_for(fake) + ISOLATED) as daemon:
         cloud = azure_cloud(fake, daemon)
-        pid = workers_of(daemon.process.pid)["azure-ASR"]
+        pid = workers_of(daemon.process.pid)["azure"]
         client = await connect(daemon.port)
         try:
             await client.write_event(Transcribe(language="en-US").event())
@@ -172,9 +172,9 @@ async def test_a_worker_killed_mid_recognition_ends_its_request_and_is_replaced(
             await client.disconnect()
         assert event.type == "error" and event.data.get("code") == "provider-failed", event
         assert "worker died (SIGKILL)" in event.data["text"]
-        replaced(daemon, "azure-ASR", pid)
+        replaced(daemon, "azure", pid)
         await check_answer(cloud, "asr")
-        assert daemon.logs().count("azure ASR worker died (SIGKILL); restarting") == 1
+        assert daemon.logs().count("azure worker died (SIGKILL); restarting") == 1
 
 
 async def test_a_worker_killed_mid_synthesis_ends_its_request_and_is_replaced(tmp_path):
@@ -183,7 +183,7 @@ async def test_a_worker_killed_mid_synthesis_ends_its_request_and_is_replaced(tm
         isolated_daemon(tmp_path, config_for(fake) + ISOLATED) as daemon,
     ):
         cloud = azure_cloud(fake, daemon)
-        pid = workers_of(daemon.process.pid)["azure-TTS"]
+        pid = workers_of(daemon.process.pid)["azure"]
         client = await connect(daemon.port)
         try:
             await client.write_event(SynthesizeStart().event())
@@ -198,7 +198,7 @@ async def test_a_worker_killed_mid_synthesis_ends_its_request_and_is_replaced(tm
         errors = [event for event in events if event.type == "error"]
         assert len(errors) == 1 and errors[0].data.get("code") == "provider-failed", events
         assert events[-1].type == "synthesize-stopped"
-        replaced(daemon, "azure-TTS", pid)
+        replaced(daemon, "azure", pid)
         fake.pace = 0.0
         await check_answer(cloud, "tts")
 
@@ -206,17 +206,17 @@ async def test_a_worker_killed_mid_synthesis_ends_its_request_and_is_replaced(tm
 async def test_a_hung_worker_times_out_its_request_and_is_replaced(tmp_path):
     with FakeAzure() as fake, isolated_daemon(tmp_path, config_for(fake) + ISOLATED) as daemon:
         cloud = azure_cloud(fake, daemon)
-        pid = workers_of(daemon.process.pid)["azure-ASR"]
+        pid = workers_of(daemon.process.pid)["azure"]
         os.kill(pid, signal.SIGSTOP)
         try:
             event, _ = await transcribe(cloud)
             assert event.type == "error" and event.data.get("code") == "timeout", event
-            replaced(daemon, "azure-ASR", pid)
+            replaced(daemon, "azure", pid)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         await check_answer(cloud, "asr")
-        assert daemon.logs().count("azure ASR worker does not answer (hung)") == 1
+        assert daemon.logs().count("azure worker does not answer (hung)") == 1
 
 
 async def test_recycling_under_load_loses_no_request(tmp_path):
@@ -238,13 +238,12 @@ async def test_recycling_under_load_loses_no_request(tmp_path):
                     assert "error" not in [event.type for event in events], events
                     assert events[-1].type == "synthesize-stopped"
             logs = daemon.logs()
-            for label in ("azure ASR", "azure TTS"):
-                assert re.search(rf"{label} worker served \d+ requests: replacing it", logs)
+            assert re.search(r"azure worker served \d+ requests: replacing it", logs)
             assert "worker died" not in logs
 
             def renewed() -> bool:  # once the last ones replaced have drained and closed
                 now = workers_of(daemon.process.pid)
-                return len(now) == 2 and not set(now.values()) & set(first.values())
+                return len(now) == 1 and not set(now.values()) & set(first.values())
 
             wait_for("only new workers", renewed)
 
@@ -254,7 +253,7 @@ async def test_a_reload_that_changes_a_provider_replaces_its_worker(tmp_path):
         cloud = azure_cloud(fake, daemon)
         before = workers_of(daemon.process.pid)
         daemon.reload(config_for(fake).replace("en-US-JennyNeural", "en-US-GuyNeural") + ISOLATED)
-        replaced(daemon, "azure-TTS", before["azure-TTS"])
+        replaced(daemon, "azure", before["azure"])
         wait_for(
             "the old workers to close",
             lambda: not set(workers_of(daemon.process.pid).values()) & set(before.values()),
@@ -306,7 +305,7 @@ providers:
             )
             try:
                 wait_for("the daemon listening", lambda: port_open(port), 20.0)
-                assert workers_of(process.pid).keys() == {"azure-ASR", "dashscope-TTS"}
+                assert workers_of(process.pid).keys() == {"azure", "dashscope"}
                 daemon = Daemon.__new__(Daemon)  # only its port, for the fault helpers
                 daemon.port = port
                 event, _ = await transcribe(Cloud("azure", azure, daemon, "en-US", ""))
