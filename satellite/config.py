@@ -322,7 +322,7 @@ class Providers(Model):
     espeak: EspeakConfig = EspeakConfig()
     # Where the cloud SDKs run: "process", each provider in a worker process the
     # daemon supervises (a crash costs the worker, not the daemon), or "inline", in the daemon.
-    isolation: Literal["process", "inline"] = "inline"
+    isolation: Literal["process", "inline"] = "process"
     recycle_after_requests: Annotated[int, Field(ge=0)] = 1000  # a worker's; 0: never
     worker_max_rss_mb: Annotated[int, Field(ge=0)] = 300  # recycled above it; 0: no limit
 

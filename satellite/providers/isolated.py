@@ -10,6 +10,7 @@ with ``timeout``, and is then pinged and, when silent, replaced.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -93,7 +94,7 @@ class IsolatedAsr(AsrProvider):
 
 def _abandon(worker: WorkerProcess, rid: int) -> None:
     """Tell the worker to drop a request (when it still can) and forget it."""
-    if worker.dead is None:
+    with contextlib.suppress(ProviderError):  # a worker gone has dropped it already
         worker.send("cancel", rid)
     worker.end(rid)
 
