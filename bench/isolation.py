@@ -56,7 +56,7 @@ async def recovery_ms(daemon: Daemon) -> float:
 
 
 async def bench(fakes: Fakes, workdir: Path, cloud: str, isolation: str, args) -> None:
-    text = config(fakes, cloud, cloud, 1) + f"  isolation: {isolation}\n"
+    text = config(fakes, cloud, cloud, 1, isolation=isolation)
     daemon = Daemon(workdir, text)
     try:
         ready = daemon.wait_listening(60)

@@ -38,7 +38,13 @@ class _Call:
 
     def __init__(self, deadlines: Deadlines) -> None:
         self.deadlines = deadlines
-        self._end = time.monotonic() + deadlines.total + SLACK_S
+        now = time.monotonic()
+        self._end = now + deadlines.total + SLACK_S
+        self._connected_by = now + deadlines.connect + SLACK_S
+
+    def connect_left(self) -> float:
+        """What is left of the connect phase (the worker found, the session open)."""
+        return max(0.0, min(self._connected_by, self._end) - time.monotonic())
 
     def limit(self, seconds: float) -> float:
         return max(0.0, min(seconds + SLACK_S, self._end - time.monotonic()))
@@ -76,13 +82,12 @@ class IsolatedAsr(AsrProvider):
         self, language: str | None, on_partial: PartialCallback | None = None
     ) -> AsrSession:
         call = _Call(self._deadlines)
-        connect = call.limit(self._deadlines.connect)
-        worker = await self._supervisor.worker(connect)
+        worker = await self._supervisor.worker(call.connect_left())
         rid, channel = worker.begin(on_partial)
         try:
             worker.send("open", rid, language, on_partial is not None)
-            await worker.flush(connect)
-            await _answer(self._supervisor, worker, channel, connect)
+            await worker.flush(call.connect_left())
+            await _answer(self._supervisor, worker, channel, call.connect_left())
         except BaseException:
             _abandon(worker, rid)
             raise
@@ -170,7 +175,7 @@ class IsolatedTts(TtsProvider):
         text: str | AsyncIterator[str],
     ) -> AsyncIterator[bytes]:
         call = _Call(self._deadlines)
-        worker = await self._supervisor.worker(call.limit(self._deadlines.connect))
+        worker = await self._supervisor.worker(call.connect_left())
         rid, channel = worker.begin()
         done = False
         pump = None
@@ -216,8 +221,10 @@ class IsolatedTts(TtsProvider):
 
 
 class _TextPump:
-    """Sends a streamed text to the worker as it arrives; a failure of the text itself
-    (the client sent too much) goes to the request as ``text-failed``."""
+    """Sends a streamed text to the worker piece by piece, each when the worker asks for it
+    (text not yet wanted waits in the client's bounded queue, as it would for a provider in
+    the daemon); a failure of the text itself (the client sent too much) goes to the
+    request as ``text-failed``."""
 
     def __init__(self, worker: WorkerProcess, rid: int, channel: Channel, call: _Call) -> None:
         self._worker = worker
@@ -230,10 +237,17 @@ class _TextPump:
         self._task = asyncio.create_task(self._run(text))
 
     async def _run(self, text: AsyncIterator[str]) -> None:
+        channel = self._channel
         try:
-            async for piece in text:
-                if self._channel.first_input_at is None:
-                    self._channel.first_input_at = time.monotonic()
+            while True:
+                await channel.wants_text.wait()
+                channel.wants_text.clear()
+                try:
+                    piece = await anext(text)
+                except StopAsyncIteration:
+                    break
+                if channel.first_input_at is None:
+                    channel.first_input_at = time.monotonic()
                 self._worker.send("text", self._rid, piece)
                 await self._worker.flush(self._call.remaining())
             self._worker.send("end", self._rid)

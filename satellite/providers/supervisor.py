@@ -68,6 +68,7 @@ class Channel:
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self.error: ProviderError | None = None
         self.first_input_at: float | None = None  # when the worker had its first text or audio
+        self.wants_text = asyncio.Event()  # the worker's provider asks for the next piece
 
     def deliver(self, message: Message) -> None:
         if message[0] == "partial":
@@ -76,6 +77,9 @@ class Channel:
                     self._on_partial(message[2])
                 except Exception:  # a bug of the request's, not the worker's
                     _LOGGER.exception("partial transcript")
+            return
+        if message[0] == "more":
+            self.wants_text.set()
             return
         if message[0] == "error":
             self.error = ProviderError(ErrorCode(message[2]), message[3])

@@ -18,7 +18,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from .. import logs
@@ -99,9 +99,9 @@ class _Server:
         elif rid in self._inboxes:  # audio, text, end
             self._inboxes[rid].put_nowait(message)
 
-    def _start(self, rid: int, work: Awaitable[None]) -> None:
+    def _start(self, rid: int, work: Coroutine[Any, Any, None]) -> None:
         self._inboxes[rid] = asyncio.Queue()
-        task = asyncio.ensure_future(work)
+        task = asyncio.create_task(work)
         self._tasks[rid] = task
         task.add_done_callback(lambda _: self._forget(rid))
 
@@ -150,7 +150,14 @@ class _Server:
         inbox = self._inboxes[rid]
 
         async def pieces() -> AsyncIterator[str]:
-            while (message := await inbox.get())[0] == "text":
+            # Each piece is asked for when the provider wants it, as it would pull it in the
+            # daemon: text the provider is not ready for waits there, within its limit.
+            while True:
+                self.send("more", rid)
+                await self.flush()
+                message = await inbox.get()
+                if message[0] != "text":
+                    return
                 yield message[2]
 
         options = SynthesisOptions(
@@ -182,7 +189,7 @@ async def _serve(fd: int) -> None:
     if first is None or first[0] != "init":
         return
     spec: WorkerSpec = first[2]
-    logs.setup(spec.log_level, spec.log_format)  # type: ignore[arg-type]
+    logs.setup(spec.log_level, spec.log_format)
     from ..provider_table import PROVIDERS
 
     table = PROVIDERS[spec.provider]

@@ -12,6 +12,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from ..logs import LogFormat
+
 _LENGTH = struct.Struct(">I")
 # Far above any message (audio chunks are kilobytes); a larger length means a broken peer.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -29,7 +31,7 @@ class WorkerSpec:
     credentials: Any  # base.Credentials
     roles: dict[str, str | None]  # "asr", "tts" -> the role's language or voice
     log_level: str
-    log_format: str
+    log_format: LogFormat
 
 
 def encode(message: Message) -> bytes:

@@ -323,7 +323,7 @@ providers:
 
 def test_a_satellite_only_device_starts_no_worker(tmp_path):
     mic = tmp_path / "mic.wav"
-    write_wav(mic, silence(2.0))
+    write_wav(mic, silence(10.0))
     config = f"""speech: {{enabled: false}}
 satellite:
   enabled: true
