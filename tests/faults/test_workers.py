@@ -91,7 +91,7 @@ def isolated_daemon(workdir: Path, config: str) -> Iterator[Daemon]:
         workers = workers_of(daemon.process.pid)
         assert daemon.stop() == 0, daemon.logs()
         for pid in workers.values():
-            assert not Path(f"/proc/{pid}").exists() or _zombie(pid), daemon.logs()
+            assert _gone(pid), daemon.logs()
         check_log(daemon.logs())
     finally:
         daemon.stop()
@@ -246,6 +246,68 @@ async def test_recycling_under_load_loses_no_request(tmp_path):
                 return len(now) == 1 and not set(now.values()) & set(first.values())
 
             wait_for("only new workers", renewed)
+
+
+async def test_a_worker_over_its_memory_limit_is_replaced_without_losing_a_request(tmp_path):
+    with FakeAzure() as fake:
+        config = config_for(fake) + ISOLATED + "  worker_max_rss_mb: 1\n"  # any worker is over
+        with isolated_daemon(tmp_path, config) as daemon:
+            cloud = azure_cloud(fake, daemon)
+            pid = workers_of(daemon.process.pid)["azure"]
+            await check_answer(cloud, "asr")
+            replaced(daemon, "azure", pid)
+            await check_answer(cloud, "tts")
+            assert re.search(r"azure worker uses \d+ MB \(over 1 MB\): replacing it", daemon.logs())
+
+
+async def test_a_restarted_worker_opens_its_warm_connection_before_any_request(tmp_path):
+    with FakeAzure() as fake, isolated_daemon(tmp_path, config_for(fake) + ISOLATED) as daemon:
+        cloud = azure_cloud(fake, daemon)
+        pid = workers_of(daemon.process.pid)["azure"]
+        await check_answer(cloud, "tts")
+
+        def settled() -> int | None:  # connections the worker opened ahead are all open
+            count = fake.connections
+            time.sleep(0.3)
+            return count if count == fake.connections else None
+
+        before = wait_for("the warm connections", settled)
+        os.kill(pid, signal.SIGKILL)
+        replaced(daemon, "azure", pid)
+        wait_for("a new warm synthesizer", lambda: fake.connections > before)
+        await check_answer(cloud, "tts")
+
+
+async def test_on_sigterm_to_every_process_a_synthesis_in_flight_still_finishes(tmp_path):
+    """systemd stops a service by sending SIGTERM to each of its processes: the workers
+    leave the stop to the daemon, which drains its requests, then closes them."""
+    with FakeAzure(pace=1.0) as fake:
+        (tmp_path / "run").mkdir()
+        daemon = Daemon(tmp_path, config_for(fake) + ISOLATED)
+        try:
+            daemon.wait_listening()
+            workers = workers_of(daemon.process.pid)
+            client = await connect(daemon.port)
+            await client.write_event(SynthesizeStart().event())
+            await client.write_event(SynthesizeChunk(text="An answer to finish. ").event())
+            await client.write_event(SynthesizeStop().event())
+            while (event := await read(client, TOTAL_S)).type != "audio-chunk":
+                assert event.type == "audio-start", event
+            for pid in (daemon.process.pid, *workers.values()):
+                os.kill(pid, signal.SIGTERM)
+            events, _ = await read_synthesis(client, TOTAL_S + MARGIN_S)
+            await client.disconnect()
+            assert "error" not in [event.type for event in events], events
+            assert events[-2:][0].type == "audio-stop"
+            assert daemon.process.wait(TOTAL_S + MARGIN_S) == 0
+            wait_for("the workers gone", lambda: all(_gone(pid) for pid in workers.values()))
+            check_log(daemon.logs())
+        finally:
+            daemon.stop()
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists() or _zombie(pid)
 
 
 async def test_a_reload_that_changes_a_provider_replaces_its_worker(tmp_path):
