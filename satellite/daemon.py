@@ -159,6 +159,14 @@ class _SpeechRole(_Role):
         config = new.config
         if config.recordings != old.recordings:
             self.endpoint.recorder = Recorder(config.recordings)
+        if self._isolated and (config.log_level, config.log_format) != (
+            old.log_level,
+            old.log_format,
+        ):
+            from .providers.isolated import follow_logs
+
+            service = self.endpoint.service
+            follow_logs([p for p in (service.asr, service.tts) if p is not None])
         if (config.speech, config.providers) == (old.speech, old.providers):
             return
         from .providers.supervisor import WorkerStartError

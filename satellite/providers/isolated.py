@@ -71,7 +71,7 @@ class IsolatedAsr(AsrProvider):
     """An ASR provider in a worker process."""
 
     def __init__(self, supervisor: Supervisor, deadlines: Deadlines, about: dict[str, Any]):
-        self._supervisor = supervisor
+        self.supervisor = supervisor
         self._deadlines = deadlines
         self.name = about["name"]
         self.model = about["model"]
@@ -82,19 +82,19 @@ class IsolatedAsr(AsrProvider):
         self, language: str | None, on_partial: PartialCallback | None = None
     ) -> AsrSession:
         call = _Call(self._deadlines)
-        worker = await self._supervisor.worker(call.connect_left())
+        worker = await self.supervisor.worker(call.connect_left())
         rid, channel = worker.begin(on_partial)
         try:
             worker.send("open", rid, language, on_partial is not None)
             await worker.flush(call.connect_left())
-            await _answer(self._supervisor, worker, channel, call.connect_left())
+            await _answer(self.supervisor, worker, channel, call.connect_left())
         except BaseException:
             _abandon(worker, rid)
             raise
-        return _IsolatedAsrSession(self._supervisor, worker, rid, channel, call)
+        return _IsolatedAsrSession(self.supervisor, worker, rid, channel, call)
 
     async def close(self) -> None:
-        await self._supervisor.close()
+        await self.supervisor.close()
 
 
 def _abandon(worker: WorkerProcess, rid: int) -> None:
@@ -113,7 +113,7 @@ class _IsolatedAsrSession(AsrSession):
         channel: Channel,
         call: _Call,
     ) -> None:
-        self._supervisor = supervisor
+        self.supervisor = supervisor
         self._worker = worker
         self._rid = rid
         self._channel = channel
@@ -130,7 +130,7 @@ class _IsolatedAsrSession(AsrSession):
         self._worker.send("end", self._rid)
         await self._worker.flush(self._call.remaining())
         timeout = self._call.limit(self._call.deadlines.first_result)
-        message = await _answer(self._supervisor, self._worker, self._channel, timeout)
+        message = await _answer(self.supervisor, self._worker, self._channel, timeout)
         self._ended = True
         self._worker.end(self._rid)
         return message[2]
@@ -145,7 +145,7 @@ class IsolatedTts(TtsProvider):
     """A TTS provider in a worker process."""
 
     def __init__(self, supervisor: Supervisor, deadlines: Deadlines, about: dict[str, Any]):
-        self._supervisor = supervisor
+        self.supervisor = supervisor
         self._deadlines = deadlines
         self.name = about["name"]
         self.model = about["model"]
@@ -175,7 +175,7 @@ class IsolatedTts(TtsProvider):
         text: str | AsyncIterator[str],
     ) -> AsyncIterator[bytes]:
         call = _Call(self._deadlines)
-        worker = await self._supervisor.worker(call.connect_left())
+        worker = await self.supervisor.worker(call.connect_left())
         rid, channel = worker.begin()
         done = False
         pump = None
@@ -190,7 +190,7 @@ class IsolatedTts(TtsProvider):
             started = False
             while True:
                 timeout = self._wait_limit(call, channel, started)
-                message = await _answer(self._supervisor, worker, channel, timeout)
+                message = await _answer(self.supervisor, worker, channel, timeout)
                 if message[0] == "audio":
                     started = True
                     yield message[2]
@@ -217,7 +217,7 @@ class IsolatedTts(TtsProvider):
         return call.limit(self._deadlines.connect + self._deadlines.first_result - since)
 
     async def close(self) -> None:
-        await self._supervisor.close()
+        await self.supervisor.close()
 
 
 class _TextPump:
@@ -271,3 +271,12 @@ async def start_isolated(
     about = await supervisor.start()
     kinds = {"asr": IsolatedAsr, "tts": IsolatedTts}
     return {role: kinds[role](supervisor, deadlines, about[role]) for role in spec.roles}
+
+
+def follow_logs(providers: list[AsrProvider | TtsProvider]) -> None:
+    """Have the workers behind ``providers`` (failover lists included) log at the daemon's
+    level and in its format, after a reload changed them."""
+    for provider in providers:
+        for member in provider.members:
+            if isinstance(member, IsolatedAsr | IsolatedTts):
+                member.supervisor.follow_logs()

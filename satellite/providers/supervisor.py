@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import logs
 from ..errors import ErrorCode, ProviderError
 from .base import PartialCallback
 from .worker_ipc import Message, WorkerSpec, encode, read_message
@@ -432,6 +434,15 @@ class Supervisor:
             why = f"uses {rss:.0f} MB (over {limits.max_rss_mb} MB)"
         if why is not None:
             self._replace(self._recycle(worker, why))
+
+    def follow_logs(self) -> None:
+        """Log at the daemon's level and in its format from now on (after a reload)."""
+        level, fmt = logs.current()
+        self.spec = dataclasses.replace(self.spec, log_level=level, log_format=fmt)
+        for worker in (self._current, *self._retiring):
+            if worker is not None:
+                with contextlib.suppress(ProviderError):
+                    worker.send("logs", 0, level, fmt)
 
     def suspect(self, worker: WorkerProcess) -> None:
         """A request on ``worker`` ran out of time: ping it, and replace it when it does

@@ -27,7 +27,7 @@ from ..errors import ErrorCode, ProviderError
 from .base import AsrProvider, EncodedAudio, SynthesisOptions, TtsProvider
 from .worker_ipc import Message, WorkerSpec, encode, read_message
 
-_LOGGER = logging.getLogger(__name__)
+_LOGGER = logging.getLogger("satellite.providers.worker")  # __name__ is __main__ when run
 
 # Closing the provider when asked to, and blocked SDK calls at exit: bounded like the daemon's.
 CLOSE_S = 3.0
@@ -88,6 +88,9 @@ class _Server:
         kind, rid = message[0], message[1]
         if kind == "ping":
             self.send("pong", rid)
+        elif kind == "logs":
+            logs.set_level(message[2])
+            logs.set_format(message[3])
         elif kind == "open":
             self._start(rid, self._recognize(rid, *message[2:]))
         elif kind == "synth":
@@ -108,6 +111,7 @@ class _Server:
     def _forget(self, rid: int) -> None:
         self._inboxes.pop(rid, None)
         self._tasks.pop(rid, None)
+        _LOGGER.debug("%s worker: request %d ended", self._spec.provider, rid)
 
     async def cancel_all(self) -> None:
         for task in self._tasks.values():
@@ -206,6 +210,7 @@ async def _serve(fd: int) -> None:
     server = _Server(writer, spec, roles)
     server.send("ready", 0, {role: describe(provider) for role, provider in roles.items()})
     await server.flush()
+    _LOGGER.info("%s worker %d ready: %s", spec.provider, os.getpid(), ", ".join(roles).upper())
     # warm connections live here
     warm_ups = [asyncio.create_task(provider.prepare()) for provider in roles.values()]
     try:

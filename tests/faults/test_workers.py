@@ -325,6 +325,17 @@ async def test_a_reload_that_changes_a_provider_replaces_its_worker(tmp_path):
         assert "GuyNeural" in fake.received_ssml[-1]
 
 
+async def test_workers_follow_a_reload_of_the_log_level_and_format(tmp_path):
+    with FakeAzure() as fake, isolated_daemon(tmp_path, config_for(fake) + ISOLATED) as daemon:
+        cloud = azure_cloud(fake, daemon)
+        assert "azure worker" in daemon.logs() and "ready: ASR, TTS" in daemon.logs()
+        daemon.reload("log_level: debug\nlog_format: json\n" + config_for(fake) + ISOLATED)
+        await check_answer(cloud, "asr")
+        lines = [json.loads(line) for line in daemon.logs().splitlines() if line.startswith("{")]
+        ended = [line for line in lines if line["logger"] == "satellite.providers.worker"]
+        assert ended and "request" in ended[-1]["message"], lines
+
+
 # Runs the daemon in this interpreter, then prints which SDK modules it had loaded.
 _IN_PROCESS = """
 import asyncio, json, sys
