@@ -4,6 +4,7 @@ its provider is used), and reads their credentials."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from .. import logs
@@ -12,6 +13,9 @@ from ..provider_table import PROVIDERS, Role
 from .base import AsrProvider, Credentials, Deadlines, TtsProvider
 from .supervisor import Limits, WorkerStats
 from .worker_ipc import WorkerSpec
+
+# provider name -> role -> the stand-in for it whose SDK runs in a worker process
+StandIns = Mapping[str, Mapping[str, Any]]
 
 
 def credentials_for(loaded: LoadedConfig, provider: str) -> Credentials:
@@ -28,24 +32,27 @@ def credentials_for(loaded: LoadedConfig, provider: str) -> Credentials:
     return Credentials(key=key, hint=hint)
 
 
-def _one(loaded: LoadedConfig, provider: str, choice: str | None, role: Role) -> Any:
+def _one(loaded: LoadedConfig, provider: str, role: Role, choice: str | None) -> Any:
     """The provider of ``role`` named ``provider``; ``choice``: the role's language or voice."""
     loader = getattr(PROVIDERS[provider], role)
     section = getattr(loaded.config.providers, provider)
     return loader(section, credentials_for(loaded, provider), choice)
 
 
-def _choices(loaded: LoadedConfig, role: Role) -> list[tuple[str, str | None]]:
-    """Each provider of ``role`` in order, with its language (ASR) or voice (TTS):
-    ``speech.tts.voice`` is the first provider's."""
-    if role == "asr":
-        asr = loaded.config.speech.asr
-        return [(name, asr.language) for name in asr.provider]
-    tts = loaded.config.speech.tts
-    return [(name, tts.voice if i == 0 else None) for i, name in enumerate(tts.provider)]
+def _member(
+    loaded: LoadedConfig, provider: str, role: Role, choice: str | None, stand_ins: StandIns
+) -> Any:
+    if provider in stand_ins:
+        return stand_ins[provider][role]
+    return _one(loaded, provider, role, choice)
 
 
-def _asr_chain(loaded: LoadedConfig, chain: list[AsrProvider]) -> AsrProvider:
+def build_asr(loaded: LoadedConfig, stand_ins: StandIns | None = None) -> AsrProvider:
+    """The ASR provider, or a failover chain of them when several are listed."""
+    role, stand_ins = loaded.config.speech.asr, stand_ins or {}
+    chain: list[AsrProvider] = [
+        _member(loaded, name, "asr", role.language, stand_ins) for name in role.provider
+    ]
     if len(chain) == 1:
         return chain[0]
     from .failover import FailoverAsr
@@ -53,22 +60,18 @@ def _asr_chain(loaded: LoadedConfig, chain: list[AsrProvider]) -> AsrProvider:
     return FailoverAsr(chain, loaded.config.speech.failover)
 
 
-def _tts_chain(loaded: LoadedConfig, chain: list[TtsProvider]) -> TtsProvider:
+def build_tts(loaded: LoadedConfig, stand_ins: StandIns | None = None) -> TtsProvider:
+    """The TTS provider, or a failover chain of them; ``speech.tts.voice`` is the first's."""
+    role, stand_ins = loaded.config.speech.tts, stand_ins or {}
+    chain: list[TtsProvider] = [
+        _member(loaded, name, "tts", role.voice if index == 0 else None, stand_ins)
+        for index, name in enumerate(role.provider)
+    ]
     if len(chain) == 1:
         return chain[0]
     from .failover import FailoverTts
 
     return FailoverTts(chain, loaded.config.speech.failover)
-
-
-def build_asr(loaded: LoadedConfig) -> AsrProvider:
-    """The ASR provider, or a failover chain of them when several are listed."""
-    return _asr_chain(loaded, [_one(loaded, *choice, "asr") for choice in _choices(loaded, "asr")])
-
-
-def build_tts(loaded: LoadedConfig) -> TtsProvider:
-    """The TTS provider, or a failover chain of them."""
-    return _tts_chain(loaded, [_one(loaded, *choice, "tts") for choice in _choices(loaded, "tts")])
 
 
 async def start_providers(
@@ -77,43 +80,33 @@ async def start_providers(
     """Both roles' providers for the speech endpoint. With ``providers.isolation: process``
     each provider with an SDK runs in a worker process of its own (one for its ASR and TTS),
     started here (WorkerStartError when one cannot start); espeak-ng stays in the daemon."""
-    if loaded.config.providers.isolation == "inline":
+    settings = loaded.config.providers
+    if settings.isolation == "inline":
         return build_asr(loaded), build_tts(loaded)
     from .isolated import start_isolated
 
-    settings = loaded.config.providers
+    speech = loaded.config.speech
+    roles: dict[str, dict[str, str | None]] = {}  # provider -> its roles, each with its choice
+    for name in speech.asr.provider:
+        roles.setdefault(name, {})["asr"] = speech.asr.language
+    for index, name in enumerate(speech.tts.provider):
+        roles.setdefault(name, {})["tts"] = speech.tts.voice if index == 0 else None
+    names = [name for name in roles if PROVIDERS[name].sdk]
     limits = Limits(settings.recycle_after_requests, settings.worker_max_rss_mb)
     level, fmt = logs.current()
-    chains = {role: _choices(loaded, role) for role in ("asr", "tts")}
-    isolated: dict[str, dict[str, str | None]] = {}  # provider -> its roles and their choices
-    for role, chain in chains.items():
-        for name, choice in chain:
-            if PROVIDERS[name].sdk:
-                isolated.setdefault(name, {})[role] = choice
 
-    async def start(name: str, roles: dict[str, str | None]) -> dict[str, Any]:
+    async def start(name: str) -> dict[str, Any]:
         section = getattr(settings, name)
-        spec = WorkerSpec(name, section, credentials_for(loaded, name), roles, level, fmt)
+        spec = WorkerSpec(name, section, credentials_for(loaded, name), roles[name], level, fmt)
         return await start_isolated(spec, limits, stats, Deadlines.from_timeouts(section.timeouts))
 
-    started = await asyncio.gather(
-        *(start(name, roles) for name, roles in isolated.items()), return_exceptions=True
-    )
+    started = await asyncio.gather(*(start(name) for name in names), return_exceptions=True)
     failure = next((s for s in started if isinstance(s, BaseException)), None)
-    if failure is not None:
+    if failure is not None:  # close the workers that did start
         await asyncio.gather(
             *(next(iter(s.values())).close() for s in started if not isinstance(s, BaseException)),
             return_exceptions=True,
         )
         raise failure
-    stand_ins = dict(zip(isolated, started, strict=True))
-
-    def member(role: Role, name: str, choice: str | None) -> Any:
-        if name in stand_ins:
-            return stand_ins[name][role]
-        return _one(loaded, name, choice, role)
-
-    return (
-        _asr_chain(loaded, [member("asr", *choice) for choice in chains["asr"]]),
-        _tts_chain(loaded, [member("tts", *choice) for choice in chains["tts"]]),
-    )
+    stand_ins = dict(zip(names, started, strict=True))
+    return build_asr(loaded, stand_ins), build_tts(loaded, stand_ins)
