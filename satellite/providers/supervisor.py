@@ -49,7 +49,6 @@ class WorkerStats:
     """What the daemon's workers have been through, for the status line."""
 
     restarts: int = 0  # replaced after dying or hanging
-    recycled: int = 0  # replaced after their request or memory limit
 
 
 def exit_reason(returncode: int) -> str:
@@ -398,7 +397,6 @@ class Supervisor:
         if self._closed:
             await worker.close()
             raise asyncio.CancelledError
-        self._stats.recycled += 1
         self._current = worker
         if old.dead is None:
             self._retiring.add(old)
