@@ -136,20 +136,25 @@ async def test_corrupt_frame_during_azure_recognition_fails_over_to_the_next_pro
   uri: LISTEN_URI
   asr: {{provider: [azure, dashscope], language: zh}}
   tts: {{provider: dashscope}}
+  failover: {{failures: 2, cooldown_s: 600}}
 providers:
   dashscope: {{websocket_url: {dashscope.url}}}
   azure: {{host: {azure.host}, asr: {{languages: [zh-CN]}}}}
 {ISOLATED}"""
         with isolated_daemon(tmp_path, config) as daemon:
             azure.fault = "corrupt"
-            client = await connect(daemon.port)
-            try:
-                await send_utterance(client, SPEECH, chunk_bytes=3200, language="zh")
-                event = await read(client, TOTAL_S + MARGIN_S)
-            finally:
-                await client.disconnect()
-            assert (event.type, event.data.get("text")) == ("transcript", CLOUDS["dashscope"][2])
-            assert "azure worker died (SIGSEGV)" in daemon.logs()
+            for _ in range(2):  # the breaker counts each crash as a failure
+                client = await connect(daemon.port)
+                try:
+                    await send_utterance(client, SPEECH, chunk_bytes=3200, language="zh")
+                    event = await read(client, TOTAL_S + MARGIN_S)
+                finally:
+                    await client.disconnect()
+                transcript = CLOUDS["dashscope"][2]
+                assert (event.type, event.data.get("text")) == ("transcript", transcript)
+            logs = daemon.logs()
+            assert logs.count("azure worker died (SIGSEGV); restarting") == 2
+            assert "ASR azure failed 2 times in a row: skipped for 600 s" in logs
 
 
 async def test_a_worker_killed_mid_recognition_ends_its_request_and_is_replaced(tmp_path):
