@@ -378,7 +378,7 @@ class Supervisor:
             self._starting = None
         if task.cancelled():
             return
-        if (error := task.exception()) is not None:
+        if (error := task.exception()) is not None and not self._closed:
             _LOGGER.warning("%s", error)
 
     async def _restart(self) -> WorkerProcess:
@@ -387,7 +387,7 @@ class Supervisor:
         worker, _ = await self._spawn()
         if self._closed:
             await worker.close()
-            raise asyncio.CancelledError
+            raise WorkerStartError(f"{self.spec.provider} worker closed")
         self._current = worker
         return worker
 
@@ -396,7 +396,7 @@ class Supervisor:
         worker, _ = await self._spawn()
         if self._closed:
             await worker.close()
-            raise asyncio.CancelledError
+            raise WorkerStartError(f"{self.spec.provider} worker closed")
         self._current = worker
         if old.dead is None:
             self._retiring.add(old)
