@@ -399,6 +399,17 @@ providers:
         assert json.loads(out) == []
 
 
+async def test_with_isolation_inline_the_daemon_serves_without_workers(tmp_path):
+    with FakeAzure() as fake:
+        config = config_for(fake) + "  isolation: inline\n"
+        with isolated_daemon(tmp_path, config) as daemon:
+            cloud = azure_cloud(fake, daemon)
+            await check_answer(cloud, "asr")
+            await check_answer(cloud, "tts")
+            assert workers_of(daemon.process.pid) == {}
+            assert "worker restarts" not in status(tmp_path)
+
+
 def test_a_satellite_only_device_starts_no_worker(tmp_path):
     mic = tmp_path / "mic.wav"
     write_wav(mic, silence(10.0))
