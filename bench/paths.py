@@ -82,9 +82,11 @@ def provider_blocks(
     warm: int,
     dashscope_models: dict[str, str],
     timeouts: dict[str, Deadlines] | None = None,
+    isolation: str = "inline",
 ) -> str:
     """The providers section for the fakes; ``timeouts`` per provider name (by default a
-    short first_result for DashScope, the config's defaults for the others)."""
+    short first_result for DashScope, the config's defaults for the others). The SDKs run
+    in the daemon (``isolation``), as in the direct-SDK rows: bench/isolation.py compares."""
     timeouts = {"dashscope": STALL_TIMEOUTS} if timeouts is None else timeouts
 
     def timeouts_line(provider: str) -> str:
@@ -96,6 +98,7 @@ def provider_blocks(
     )
     return f"""
 providers:
+  isolation: {isolation}
   dashscope:
     websocket_url: {fakes.dashscope.url}
     realtime_url: {fakes.realtime.url}
@@ -118,6 +121,7 @@ def config(
     warm: int,
     failures: int = 3,
     models: dict[str, str] | None = None,
+    isolation: str = "inline",
 ) -> str:
     return f"""
 speech:
@@ -125,7 +129,7 @@ speech:
   asr: {{provider: {asr}, language: zh}}
   tts: {{provider: {tts}}}
   failover: {{failures: {failures}, cooldown_s: 600}}
-{provider_blocks(fakes, warm, models or {})}"""
+{provider_blocks(fakes, warm, models or {}, isolation=isolation)}"""
 
 
 def summary(values: list[float]) -> str:

@@ -100,14 +100,16 @@ class _Role(ABC):
 
 class _SpeechRole(_Role):
     async def start(self, loaded: LoadedConfig) -> None:
+        from .providers.supervisor import WorkerStats
         from .speech.requests import SpeechEndpoint
         from .speech.server import SpeechHandler
 
         config = loaded.config.speech
         self.name = advertised_name(config.name, "speech")
         self._background: set[asyncio.Task[None]] = set()  # warm-ups, retiring services
+        self._workers = WorkerStats()
         recorder = Recorder(loaded.config.recordings)
-        self.endpoint = SpeechEndpoint(self._build_service(loaded), recorder)
+        self.endpoint = SpeechEndpoint(await self._build_service(loaded), recorder)
         await self._serve(
             config.uri,
             loaded.config.limits,
@@ -115,12 +117,13 @@ class _SpeechRole(_Role):
         )
         _LOGGER.info("speech endpoint listening on %s: %s", config.uri, self._describe())
 
-    def _build_service(self, loaded: LoadedConfig) -> SpeechService:
-        from .providers.registry import build_asr, build_tts
+    async def _build_service(self, loaded: LoadedConfig) -> SpeechService:
+        from .providers.registry import start_providers
         from .speech.info import build_info
         from .speech.requests import SpeechService
 
-        asr, tts = build_asr(loaded), build_tts(loaded)
+        asr, tts = await start_providers(loaded, self._workers)
+        self._isolated = loaded.config.providers.isolation == "process"
         service = SpeechService(
             asr=asr,
             tts=tts,
@@ -147,15 +150,33 @@ class _SpeechRole(_Role):
         )
 
     def status(self) -> str:
-        return self.endpoint.status()
+        status = self.endpoint.status()
+        if self._isolated:
+            status += f", worker restarts: {self._workers.restarts}"
+        return status
 
     async def reload(self, old: Config, new: LoadedConfig) -> None:
         config = new.config
         if config.recordings != old.recordings:
             self.endpoint.recorder = Recorder(config.recordings)
+        if self._isolated and (config.log_level, config.log_format) != (
+            old.log_level,
+            old.log_format,
+        ):
+            from .providers.isolated import follow_logs
+
+            service = self.endpoint.service
+            follow_logs([p for p in (service.asr, service.tts) if p is not None])
         if (config.speech, config.providers) == (old.speech, old.providers):
             return
-        self._in_background(self.endpoint.replace(self._build_service(new)))
+        from .providers.supervisor import WorkerStartError
+
+        try:
+            service = await self._build_service(new)
+        except WorkerStartError as exc:
+            _LOGGER.error("reload: %s; the speech endpoint keeps its providers", exc)
+            return
+        self._in_background(self.endpoint.replace(service))
         _LOGGER.info(
             "speech endpoint: %s (requests in progress finish on the previous providers)",
             self._describe(),

@@ -19,6 +19,7 @@ _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MUTED = ("dashscope", "websocket", "websockets", "aiohttp")
 
 _handler: logging.Handler | None = None
+_format: LogFormat = "text"
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,7 +49,7 @@ def setup(level: str, fmt: LogFormat = "text", stream: TextIO | None = None) -> 
     if _handler is not None:
         root.removeHandler(_handler)
     _handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    _handler.setFormatter(_formatter(fmt))
+    set_format(fmt)
     root.addHandler(_handler)
     set_level(level)
     for name in _MUTED:
@@ -62,5 +63,12 @@ def set_level(level: str) -> None:
 
 def set_format(fmt: LogFormat) -> None:
     """Switch the format of the lines written from now on."""
+    global _format
+    _format = fmt
     if _handler is not None:
         _handler.setFormatter(_formatter(fmt))
+
+
+def current() -> tuple[str, LogFormat]:
+    """The level and the format in use (a worker process logs alike)."""
+    return logging.getLevelName(logging.getLogger().level).lower(), _format

@@ -74,4 +74,5 @@ SPEC = ProviderSpec(
     setup_check=_espeak_setup,
     tts=_espeak_tts,
     voice_check=_espeak_voice,
+    sdk=False,
 )

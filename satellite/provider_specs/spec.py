@@ -44,6 +44,7 @@ class ProviderSpec:
     voice_check: ChoiceCheck = _any_choice
     # ``speech.asr.language`` (a language or ``auto``) when this provider is in the ASR list.
     language_check: ChoiceCheck = _any_choice
+    sdk: bool = True  # a cloud SDK: run in a worker process with ``providers.isolation: process``
 
     @property
     def key_path(self) -> str | None:

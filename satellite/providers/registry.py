@@ -3,11 +3,19 @@ its provider is used), and reads their credentials."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from typing import Any
 
+from .. import logs
 from ..config import LoadedConfig, read_secret
 from ..provider_table import PROVIDERS, Role
-from .base import AsrProvider, Credentials, TtsProvider
+from .base import AsrProvider, Credentials, Deadlines, TtsProvider
+from .supervisor import Limits, WorkerStats
+from .worker_ipc import WorkerSpec
+
+# provider name -> role -> the stand-in for it whose SDK runs in a worker process
+StandIns = Mapping[str, Mapping[str, Any]]
 
 
 def credentials_for(loaded: LoadedConfig, provider: str) -> Credentials:
@@ -31,10 +39,20 @@ def _one(loaded: LoadedConfig, provider: str, role: Role, choice: str | None) ->
     return loader(section, credentials_for(loaded, provider), choice)
 
 
-def build_asr(loaded: LoadedConfig) -> AsrProvider:
+def _member(
+    loaded: LoadedConfig, provider: str, role: Role, choice: str | None, stand_ins: StandIns
+) -> Any:
+    if provider in stand_ins:
+        return stand_ins[provider][role]
+    return _one(loaded, provider, role, choice)
+
+
+def build_asr(loaded: LoadedConfig, stand_ins: StandIns | None = None) -> AsrProvider:
     """The ASR provider, or a failover chain of them when several are listed."""
-    role = loaded.config.speech.asr
-    chain: list[AsrProvider] = [_one(loaded, name, "asr", role.language) for name in role.provider]
+    role, stand_ins = loaded.config.speech.asr, stand_ins or {}
+    chain: list[AsrProvider] = [
+        _member(loaded, name, "asr", role.language, stand_ins) for name in role.provider
+    ]
     if len(chain) == 1:
         return chain[0]
     from .failover import FailoverAsr
@@ -42,11 +60,11 @@ def build_asr(loaded: LoadedConfig) -> AsrProvider:
     return FailoverAsr(chain, loaded.config.speech.failover)
 
 
-def build_tts(loaded: LoadedConfig) -> TtsProvider:
+def build_tts(loaded: LoadedConfig, stand_ins: StandIns | None = None) -> TtsProvider:
     """The TTS provider, or a failover chain of them; ``speech.tts.voice`` is the first's."""
-    role = loaded.config.speech.tts
+    role, stand_ins = loaded.config.speech.tts, stand_ins or {}
     chain: list[TtsProvider] = [
-        _one(loaded, name, "tts", role.voice if index == 0 else None)
+        _member(loaded, name, "tts", role.voice if index == 0 else None, stand_ins)
         for index, name in enumerate(role.provider)
     ]
     if len(chain) == 1:
@@ -54,3 +72,41 @@ def build_tts(loaded: LoadedConfig) -> TtsProvider:
     from .failover import FailoverTts
 
     return FailoverTts(chain, loaded.config.speech.failover)
+
+
+async def start_providers(
+    loaded: LoadedConfig, stats: WorkerStats
+) -> tuple[AsrProvider, TtsProvider]:
+    """Both roles' providers for the speech endpoint. With ``providers.isolation: process``
+    each provider with an SDK runs in a worker process of its own (one for its ASR and TTS),
+    started here (WorkerStartError when one cannot start); espeak-ng stays in the daemon."""
+    settings = loaded.config.providers
+    if settings.isolation == "inline":
+        return build_asr(loaded), build_tts(loaded)
+    from .isolated import start_isolated
+
+    speech = loaded.config.speech
+    roles: dict[str, dict[str, str | None]] = {}  # provider -> its roles, each with its choice
+    for name in speech.asr.provider:
+        roles.setdefault(name, {})["asr"] = speech.asr.language
+    for index, name in enumerate(speech.tts.provider):
+        roles.setdefault(name, {})["tts"] = speech.tts.voice if index == 0 else None
+    names = [name for name in roles if PROVIDERS[name].sdk]
+    limits = Limits(settings.recycle_after_requests, settings.worker_max_rss_mb)
+    level, fmt = logs.current()
+
+    async def start(name: str) -> dict[str, Any]:
+        section = getattr(settings, name)
+        spec = WorkerSpec(name, section, credentials_for(loaded, name), roles[name], level, fmt)
+        return await start_isolated(spec, limits, stats, Deadlines.from_timeouts(section.timeouts))
+
+    started = await asyncio.gather(*(start(name) for name in names), return_exceptions=True)
+    failure = next((s for s in started if isinstance(s, BaseException)), None)
+    if failure is not None:  # close the workers that did start
+        await asyncio.gather(
+            *(next(iter(s.values())).close() for s in started if not isinstance(s, BaseException)),
+            return_exceptions=True,
+        )
+        raise failure
+    stand_ins = dict(zip(names, started, strict=True))
+    return build_asr(loaded, stand_ins), build_tts(loaded, stand_ins)

@@ -28,7 +28,7 @@ async def test_a_role_that_hangs_while_closing_does_not_keep_the_daemon_running(
     path = tmp_path / "config.yaml"
     path.write_text(
         f"zeroconf: false\nspeech: {{uri: 'tcp://127.0.0.1:{port}', name: Test speech}}\n"
-        "providers: {dashscope: {warm_connections: 0}}\n"
+        "providers: {isolation: inline, dashscope: {warm_connections: 0}}\n"
     )
     daemon = Daemon(load_config(path), path)
     running = asyncio.create_task(daemon.run())

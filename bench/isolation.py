@@ -1,0 +1,97 @@
+"""What running the SDKs in worker processes costs: ``providers.isolation`` inline vs process.
+
+The daemon process runs against the fake providers (each answering after a fixed delay),
+once per isolation and cloud (ASR and TTS on the same cloud). Prints, per setup: the time
+to listening, TTS request -> first audio-chunk, ASR audio-stop -> transcript (the audio sent
+in real time), CPU seconds per request and RSS of the daemon and its workers together (and
+of the daemon alone), and, for process isolation, how long after a worker is killed the
+next request is answered.
+Run: .venv/bin/python -m bench.isolation [--runs N] [--delay S] [--asr-seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from bench.paths import Fakes, asr_latency, config, running_fakes, summary, tts_latency
+from bench.proc import cpu_seconds, status_mb
+from tests.e2e.daemon import Daemon
+from tests.faults.test_workers import workers_of
+from tests.wyoming_client import connect, read, send_utterance
+
+CLOUDS = ("azure", "dashscope")
+
+
+def family(pid: int) -> list[int]:
+    """The daemon and its workers."""
+    return [pid, *workers_of(pid).values()]
+
+
+def cpu_of(pids: list[int]) -> float:
+    return sum(sum(cpu_seconds(pid)) for pid in pids)
+
+
+def rss_of(pids: list[int]) -> float:
+    return sum(status_mb(pid, "VmRSS") for pid in pids)
+
+
+async def recovery_ms(daemon: Daemon) -> float:
+    """From SIGKILL of the worker to the next transcript (the request sent at once)."""
+    (worker,) = workers_of(daemon.process.pid).values()
+    killed = time.monotonic()
+    os.kill(worker, signal.SIGKILL)
+    await asyncio.sleep(0.05)  # the request after the death, not during it
+    client = await connect(daemon.port)
+    await send_utterance(client, bytes(3200), 3200, language="zh")
+    event = await read(client)
+    await client.disconnect()
+    assert event.type == "transcript", event.data
+    return (time.monotonic() - killed) * 1000
+
+
+async def bench(fakes: Fakes, workdir: Path, cloud: str, isolation: str, args) -> None:
+    text = config(fakes, cloud, cloud, 1, isolation=isolation)
+    daemon = Daemon(workdir, text)
+    try:
+        ready = daemon.wait_listening(60)
+        await asyncio.sleep(1.0)  # warm connections open after the server listens
+        pids = family(daemon.process.pid)
+        started = cpu_of(pids)
+        to_chunk, _ = await tts_latency(daemon.port, args.runs, None)
+        latency = await asr_latency(daemon.port, args.runs, args.asr_seconds)
+        cpu = (cpu_of(pids) - started) / (2 * args.runs)
+        rss, own = rss_of(pids), status_mb(daemon.process.pid, "VmRSS")
+        recovered = await recovery_ms(daemon) if isolation == "process" else None
+    finally:
+        daemon.stop()
+    print(
+        f"  {cloud:9} {isolation:7} ready {ready * 1000:5.0f} ms | TTS {summary(to_chunk)}"
+        f" | ASR {summary(latency)} | CPU {cpu:.3f} s/request | RSS {rss:5.1f} MB"
+        f" (daemon {own:5.1f})"
+        + ("" if recovered is None else f" | killed worker -> next transcript {recovered:.0f} ms")
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="requests per figure")
+    parser.add_argument("--delay", type=float, default=0.05, help="each fake's answer delay, s")
+    parser.add_argument(
+        "--asr-seconds", type=float, default=1.0, help="audio per ASR request, sent in real time"
+    )
+    args = parser.parse_args()
+    with running_fakes(args.delay) as fakes, tempfile.TemporaryDirectory() as tmp:
+        print(f"providers.isolation ({os.cpu_count()} CPUs, fake delay {args.delay} s)")
+        for cloud in CLOUDS:
+            for isolation in ("inline", "process"):
+                await bench(fakes, Path(tmp), cloud, isolation, args)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
