@@ -21,8 +21,7 @@ from pathlib import Path
 
 from bench.paths import Fakes, asr_latency, config, running_fakes, summary, tts_latency
 from bench.proc import cpu_seconds, status_mb
-from tests.e2e.daemon import Daemon
-from tests.faults.test_workers import workers_of
+from tests.e2e.daemon import Daemon, workers_of
 from tests.wyoming_client import connect, read, send_utterance
 
 CLOUDS = ("azure", "dashscope")

@@ -15,13 +15,16 @@ that loops spoken commands in real time (``pv``) and a file speaker. Meanwhile:
 Each request has a deadline: the total deadlines of its failover list plus a margin. One
 that gets neither its answer nor an ``error`` in time is HUNG; one whose connection closes
 without either is LOST. At the end of each minute the traffic pauses until nothing is in
-flight, and the daemon's RSS, open fds and threads are read. Targets: no hung or lost
-request, RSS growth after the warm-up < 5 MB, fd count flat. During the warm-up (the first
-``--warmup-minutes``) every fault of every provider is injected in turn, so each failure
-path has allocated what it keeps before growth is measured; after it, faults are drawn at
-random. The daemon runs with the allocator setting of the systemd unit (MALLOC_ARENA_MAX).
+flight, and the RSS of the daemon and of its provider workers, its open fds and threads are
+read. Targets: no hung or lost request, RSS growth after the warm-up < 5 MB for the daemon and
+its workers together and < 2 MB for the daemon's own process, fd count flat. With
+``--kill-worker-every`` a provider worker is killed (SIGKILL) every so often. During the
+warm-up (the first ``--warmup-minutes``) every fault of every provider is injected in turn,
+so each failure path has allocated what it keeps before growth is measured; after it, faults
+are drawn at random. The daemon runs with the allocator setting of the systemd unit
+(MALLOC_ARENA_MAX).
 Run: .venv/bin/python -m bench.soak [--minutes N] [--warmup-minutes W] [--seed S] [--json]
-[--reload-every S]
+[--reload-every S] [--kill-worker-every S]
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from bench.paths import Fakes, provider_blocks, running_fakes
 from bench.satellite import COMMANDS, status_mb, thread_count, wait_for_log
 from satellite.providers.base import Deadlines
 from tests.audio.speech import BYTES_PER_SECOND, silence, speech_pcm
-from tests.e2e.daemon import Daemon, free_port, port_open
+from tests.e2e.daemon import Daemon, free_port, port_open, workers_of
 from tests.wyoming_client import connect, send_utterance
 
 FAKE_DELAY_S = 0.05
@@ -92,7 +95,8 @@ THINK_S = 0.5  # most a client waits between its requests
 FAILOVER = "{failures: 3, cooldown_s: 10}"
 QUIET_SETTLE_S = 1.5  # nothing in flight this long before a sample
 QUIET_TIMEOUT_S = 30.0
-RSS_GROWTH_TARGET_MB = 5.0
+RSS_GROWTH_TARGET_MB = 5.0  # the daemon and its provider workers together
+MAIN_RSS_GROWTH_TARGET_MB = 2.0  # the daemon's own process, when the SDKs run in workers
 # What systemd/voice-satellite.service sets: glibc keeps fewer per-thread pools of freed memory.
 DAEMON_ENV = {"MALLOC_ARENA_MAX": "2"}
 FD_TOLERANCE = 3  # warm provider connections reopen on their own schedule
@@ -606,7 +610,9 @@ def mic_command(workdir: Path, minutes: float) -> str:
     return f"for i in $(seq {repeats}); do cat '{path}'; done | pv -qL {BYTES_PER_SECOND}"
 
 
-def config_text(fakes: Fakes, satellite_port: int, workdir: Path, minutes: float) -> str:
+def config_text(
+    fakes: Fakes, satellite_port: int, workdir: Path, minutes: float, isolation: str
+) -> str:
     command = json.dumps(mic_command(workdir, minutes))  # JSON strings are YAML strings
     return f"""
 log_level: info
@@ -624,12 +630,14 @@ satellite:
   mic: {{backend: command, command: {command}, rate: 16000, width: 2, channels: 1}}
   speaker: {{backend: file, file: "{workdir / "speaker.raw"}"}}
   vad: {{max_speech_s: {MAX_SPEECH_S:g}}}
-{provider_blocks(fakes, 1, {}, dict.fromkeys(TTS_CHAIN, TIMEOUTS))}"""
+{provider_blocks(fakes, 1, {}, dict.fromkeys(TTS_CHAIN, TIMEOUTS), isolation)}"""
 
 
 @dataclass
 class Sample:
-    rss_mb: float
+    rss_mb: float  # the daemon's own process
+    workers_mb: float  # its provider workers together
+    workers: int
     fds: int
     threads: int
     quiet: bool  # nothing was in flight (else the figures include requests in progress)
@@ -637,7 +645,9 @@ class Sample:
     @classmethod
     def read(cls, pid: int, quiet: bool) -> Sample:
         fds = len(os.listdir(f"/proc/{pid}/fd"))
-        return cls(status_mb(pid, "VmRSS"), fds, thread_count(pid), quiet)
+        workers = workers_of(pid).values()
+        workers_mb = sum(status_mb(worker, "VmRSS") for worker in workers)
+        return cls(status_mb(pid, "VmRSS"), workers_mb, len(workers), fds, thread_count(pid), quiet)
 
 
 async def sleep_until(monotonic: float) -> None:
@@ -716,6 +726,21 @@ async def reload_periodically(daemon: Daemon, every: float, reloads: Reloads) ->
             return
 
 
+async def kill_workers_periodically(
+    daemon: Daemon, every: float, rng: random.Random, kills: list[str]
+) -> None:
+    """Every ``every`` seconds SIGKILL one of the daemon's provider workers, as the kernel's
+    OOM killer or a crashing SDK would; ``kills`` gets the provider of each."""
+    while True:
+        await asyncio.sleep(every)
+        workers = workers_of(daemon.process.pid)
+        if workers:
+            provider = rng.choice(sorted(workers))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(workers[provider], signal.SIGKILL)
+                kills.append(provider)
+
+
 # --- report --------------------------------------------------------------------------
 
 
@@ -729,6 +754,8 @@ def minute_record(minute: int, tally: Tally, sample: Sample, faults: list[str]) 
         "abandoned": tally.abandoned,
         "faults": faults,
         "rss_mb": round(sample.rss_mb, 1),
+        "workers_mb": round(sample.workers_mb, 1),
+        "workers": sample.workers,
         "fds": sample.fds,
         "threads": sample.threads,
         "quiet": sample.quiet,
@@ -744,7 +771,8 @@ def minute_line(record: dict[str, Any]) -> str:
     return (
         f"min {record['minute']:>2} | served {counts(record['served'])} | errors"
         f" {counts(record['errors'])} | hung {record['hung']} lost {record['lost']}"
-        f" abandoned {record['abandoned']} | RSS {record['rss_mb']:.1f} MB fds {record['fds']}"
+        f" abandoned {record['abandoned']} | RSS {record['rss_mb']:.1f} MB + workers"
+        f" {record['workers_mb']:.1f} MB ({record['workers']}) fds {record['fds']}"
         f" threads {record['threads']}{busy} | faults {' '.join(record['faults']) or '-'}"
     )
 
@@ -754,19 +782,25 @@ def summary_record(
     warmup_minutes: int,
     stats: Stats,
     reloads: Reloads | None,
+    worker_kills: list[str] | None,
     daemon: Daemon,
 ) -> dict[str, Any]:
     total = stats.total
     first, last = minutes[min(warmup_minutes, len(minutes)) - 1], minutes[-1]
     growth = last["rss_mb"] - first["rss_mb"]
+    whole = [minute["rss_mb"] + minute["workers_mb"] for minute in (first, last)]
     fd_change = last["fds"] - first["fds"]
     checks = {
         "no hung or lost request": not (total.hung or total.lost),
-        f"RSS growth after the warm-up < {RSS_GROWTH_TARGET_MB:g} MB": (
-            growth < RSS_GROWTH_TARGET_MB
+        f"RSS growth after the warm-up, daemon and workers < {RSS_GROWTH_TARGET_MB:g} MB": (
+            whole[1] - whole[0] < RSS_GROWTH_TARGET_MB
         ),
         f"fds flat (within +/-{FD_TOLERANCE})": abs(fd_change) <= FD_TOLERANCE,
     }
+    if last["workers"]:  # the SDKs' memory is the workers'
+        checks[f"RSS growth after the warm-up, daemon alone < {MAIN_RSS_GROWTH_TARGET_MB:g} MB"] = (
+            growth < MAIN_RSS_GROWTH_TARGET_MB
+        )
     log = daemon.logs().splitlines()
     return {
         "minutes": len(minutes),
@@ -780,9 +814,15 @@ def summary_record(
         "ignored_runs": stats.ignored_runs,
         "rss_mb": [first["rss_mb"], last["rss_mb"]],
         "rss_growth_mb": round(growth, 1),
+        "whole_rss_mb": [round(whole[0], 1), round(whole[1], 1)],
+        "whole_rss_growth_mb": round(whole[1] - whole[0], 1),
         "fds": [first["fds"], last["fds"]],
         "threads": [first["threads"], last["threads"]],
         "reloads": None if reloads is None else vars(reloads),
+        "worker_kills": None if worker_kills is None else dict(Counter(worker_kills)),
+        "worker_deaths_logged": sum(
+            bool(re.search(r"worker died \(.*\); restarting", line)) for line in log
+        ),
         "daemon_log": {
             level: sum(f" {level} " in line for line in log) for level in ("WARNING", "ERROR")
         }
@@ -806,13 +846,23 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(
         f"  RSS        {rss[0]:.1f} MB at the end of the warm-up (minute"
         f" {summary['warmup_minutes']}) -> {rss[1]:.1f} MB at the end:"
-        f" {summary['rss_growth_mb']:+.1f} MB"
+        f" {summary['rss_growth_mb']:+.1f} MB (the daemon's process)"
+    )
+    whole = summary["whole_rss_mb"]
+    print(
+        f"  RSS        {whole[0]:.1f} MB -> {whole[1]:.1f} MB:"
+        f" {summary['whole_rss_growth_mb']:+.1f} MB (the daemon and its workers)"
     )
     print(f"  fds        {summary['fds'][0]} -> {summary['fds'][1]} (tolerance +/-{FD_TOLERANCE})")
     print(f"  threads    {summary['threads'][0]} -> {summary['threads'][1]}")
     if summary["reloads"] is not None:
         reloads = summary["reloads"]
         print(f"  reloads    {reloads['sent']} sent, {reloads['applied']} logged {reloads['note']}")
+    if summary["worker_kills"] is not None:
+        kills = summary["worker_kills"]
+        print(
+            f"  killed     workers {counts(kills)}; deaths logged {summary['worker_deaths_logged']}"
+        )
     print(f"  daemon log {counts(summary['daemon_log'])}")
     for check, ok in summary["checks"].items():
         print(f"  {'PASS' if ok else 'FAIL'}  {check}")
@@ -825,7 +875,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 async def soak(args: argparse.Namespace, fakes: Fakes, workdir: Path) -> bool:
     rng = random.Random(args.seed)
     satellite_port = free_port()
-    config = config_text(fakes, satellite_port, workdir, args.minutes)
+    config = config_text(fakes, satellite_port, workdir, args.minutes, args.isolation)
     daemon = Daemon(workdir, config, env=DAEMON_ENV)
     stats, traffic = Stats(), Traffic()
     tasks: list[asyncio.Task[None]] = []
@@ -865,10 +915,19 @@ async def soak(args: argparse.Namespace, fakes: Fakes, workdir: Path) -> bool:
             tasks.append(
                 asyncio.create_task(reload_periodically(daemon, args.reload_every, reloads))
             )
+        worker_kills: list[str] | None = [] if args.kill_worker_every else None
+        if worker_kills is not None:
+            tasks.append(
+                asyncio.create_task(
+                    kill_workers_periodically(
+                        daemon, args.kill_worker_every, random.Random(rng.random()), worker_kills
+                    )
+                )
+            )
         if not args.json:
             print(
                 f"voice-satellite soak: {args.minutes} min, seed {args.seed},"
-                f" {os.cpu_count()} CPUs;"
+                f" {os.cpu_count()} CPUs, isolation {args.isolation};"
                 f" ASR {ASR_CHAIN}, TTS {TTS_CHAIN}, fakes answer after {FAKE_DELAY_S:g} s;"
                 f" deadlines ASR {ASR_DEADLINE_S:g} s, TTS {TTS_DEADLINE_S:g} s"
             )
@@ -889,7 +948,7 @@ async def soak(args: argparse.Namespace, fakes: Fakes, workdir: Path) -> bool:
         await asyncio.wait(loops, timeout=TTS_DEADLINE_S + MARGIN_S)
         tasks += loops
         stats.take_minute()  # requests that ended after the last sample
-        summary = summary_record(minutes, args.warmup_minutes, stats, reloads, daemon)
+        summary = summary_record(minutes, args.warmup_minutes, stats, reloads, worker_kills, daemon)
     finally:
         for task in tasks:
             task.cancel()
@@ -922,6 +981,19 @@ def main() -> None:
         default=0.0,
         metavar="S",
         help="send SIGHUP every S seconds, the providers' order swapped (0: off)",
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=("process", "inline"),
+        default="process",
+        help="providers.isolation: the SDKs in worker processes (the default) or in the daemon",
+    )
+    parser.add_argument(
+        "--kill-worker-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="SIGKILL one provider worker every S seconds (0: off)",
     )
     parser.add_argument(
         "--workdir", type=Path, help="keep the config, daemon log and audio here (default: removed)"

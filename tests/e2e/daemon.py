@@ -29,6 +29,20 @@ def port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def workers_of(pid: int) -> dict[str, int]:
+    """The worker processes of the daemon ``pid``: provider -> pid."""
+    found: dict[str, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and b"satellite.providers.worker" in argv:
+            found[argv[4].decode()] = int(stat.parent.name)
+    return found
+
+
 class Daemon:
     """A running daemon process; ``stop()`` sends SIGTERM and returns the exit code."""
 

@@ -24,7 +24,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
 from tests.audio.speech import silence, write_wav
-from tests.e2e.daemon import REPO, TEST_KEYS, Daemon, free_port, port_open
+from tests.e2e.daemon import REPO, TEST_KEYS, Daemon, free_port, port_open, workers_of
 from tests.fakes.azure import FakeAzure
 from tests.fakes.dashscope import FakeDashScope
 from tests.faults.clouds import (
@@ -42,20 +42,6 @@ from tests.wyoming_client import connect, read, send_utterance
 
 ISOLATED = "  isolation: process\n"  # appended under ``providers:``
 WAIT_S = 15.0  # bound on every poll for what the daemon does in the background
-
-
-def workers_of(pid: int) -> dict[str, int]:
-    """The worker processes of the daemon ``pid``: provider -> pid."""
-    found: dict[str, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == pid and b"satellite.providers.worker" in argv:
-            found[argv[4].decode()] = int(stat.parent.name)
-    return found
 
 
 def wait_for(what: str, check, timeout: float = WAIT_S):
