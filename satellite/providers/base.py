@@ -215,13 +215,25 @@ _TIMER_SLACK_SECONDS = 0.01
 class CallClock:
     """The deadlines of one provider call: each wait gets its phase limit, capped by the total."""
 
-    def __init__(self, deadlines: Deadlines) -> None:
+    def __init__(self, deadlines: Deadlines, slack: float = 0.0) -> None:
+        """``slack`` extends every limit, for a caller that must let the callee's own
+        deadline fire first."""
         self.deadlines = deadlines
-        self._end = time.monotonic() + deadlines.total
+        self._slack = slack
+        self._start = time.monotonic()
+        self._end = self._start + deadlines.total + slack
 
     def limit(self, phase_seconds: float) -> float:
         """Seconds to wait now for a phase allowed ``phase_seconds``."""
-        return max(0.0, min(phase_seconds, self._end - time.monotonic()))
+        return max(0.0, min(phase_seconds + self._slack, self._end - time.monotonic()))
+
+    def left_of(self, phase_seconds: float) -> float:
+        """Seconds left of a phase that began with the call (the connect phase)."""
+        return self.limit(phase_seconds - (time.monotonic() - self._start))
+
+    def remaining(self) -> float:
+        """Seconds left of the whole call."""
+        return max(0.0, self._end - time.monotonic())
 
     def output_phase(self, waiting_since: float | None, output_started: bool) -> float:
         """The phase of a wait for output: ``first_result`` from ``waiting_since`` (when the

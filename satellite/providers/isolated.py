@@ -20,6 +20,7 @@ from .base import (
     AsrProvider,
     AsrResult,
     AsrSession,
+    CallClock,
     Deadlines,
     EncodedAudio,
     PartialCallback,
@@ -31,26 +32,6 @@ from .worker_ipc import Message, WorkerSpec
 
 # The worker's own timeout error normally comes first; this one is for a worker that hangs.
 SLACK_S = 0.5
-
-
-class _Call:
-    """One request's deadlines as the stand-in keeps them."""
-
-    def __init__(self, deadlines: Deadlines) -> None:
-        self.deadlines = deadlines
-        now = time.monotonic()
-        self._end = now + deadlines.total + SLACK_S
-        self._connected_by = now + deadlines.connect + SLACK_S
-
-    def connect_left(self) -> float:
-        """What is left of the connect phase (the worker found, the session open)."""
-        return max(0.0, min(self._connected_by, self._end) - time.monotonic())
-
-    def limit(self, seconds: float) -> float:
-        return max(0.0, min(seconds + SLACK_S, self._end - time.monotonic()))
-
-    def remaining(self) -> float:
-        return max(0.0, self._end - time.monotonic())
 
 
 async def _answer(
@@ -81,13 +62,13 @@ class IsolatedAsr(AsrProvider):
     async def open(
         self, language: str | None, on_partial: PartialCallback | None = None
     ) -> AsrSession:
-        call = _Call(self._deadlines)
-        worker = await self.supervisor.worker(call.connect_left())
+        call = CallClock(self._deadlines, slack=SLACK_S)
+        worker = await self.supervisor.worker(call.left_of(call.deadlines.connect))
         rid, channel = worker.begin(on_partial)
         try:
             worker.send("open", rid, language, on_partial is not None)
-            await worker.flush(call.connect_left())
-            await _answer(self.supervisor, worker, channel, call.connect_left())
+            await worker.flush(call.left_of(call.deadlines.connect))
+            await _answer(self.supervisor, worker, channel, call.left_of(call.deadlines.connect))
         except BaseException:
             _abandon(worker, rid)
             raise
@@ -111,7 +92,7 @@ class _IsolatedAsrSession(AsrSession):
         worker: WorkerProcess,
         rid: int,
         channel: Channel,
-        call: _Call,
+        call: CallClock,
     ) -> None:
         self.supervisor = supervisor
         self._worker = worker
@@ -174,8 +155,8 @@ class IsolatedTts(TtsProvider):
         encoding: EncodedAudio | None,
         text: str | AsyncIterator[str],
     ) -> AsyncIterator[bytes]:
-        call = _Call(self._deadlines)
-        worker = await self.supervisor.worker(call.connect_left())
+        call = CallClock(self._deadlines, slack=SLACK_S)
+        worker = await self.supervisor.worker(call.left_of(call.deadlines.connect))
         rid, channel = worker.begin()
         done = False
         pump = None
@@ -207,7 +188,7 @@ class IsolatedTts(TtsProvider):
             else:
                 _abandon(worker, rid)
 
-    def _wait_limit(self, call: _Call, channel: Channel, started: bool) -> float:
+    def _wait_limit(self, call: CallClock, channel: Channel, started: bool) -> float:
         """The first audio is due within connect + first_result of the first text (the
         worker's own deadline is first_result from when its provider had the text); later
         audio within the total."""
@@ -226,7 +207,7 @@ class _TextPump:
     the daemon); a failure of the text itself (the client sent too much) goes to the
     request as ``text-failed``."""
 
-    def __init__(self, worker: WorkerProcess, rid: int, channel: Channel, call: _Call) -> None:
+    def __init__(self, worker: WorkerProcess, rid: int, channel: Channel, call: CallClock) -> None:
         self._worker = worker
         self._rid = rid
         self._channel = channel
