@@ -35,8 +35,8 @@ _LOGGER = logging.getLogger(__name__)
 START_S = 30.0  # from the process's start to its provider built (an SDK import on a Pi)
 CLOSE_S = 4.0  # a worker asked to close gets this long, then it is killed
 PING_S = 1.0  # a worker suspected of hanging must answer a ping within this
-QUICK_DEATH_S = 10.0  # a worker that dies younger than this restarts after a back-off
-MAX_BACKOFF_S = 30.0
+QUICK_DEATH_S = 10.0  # a worker that dies younger than this counts as a failure to start
+MAX_BACKOFF_S = 30.0  # the longest wait before the next try after failures in a row
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the worker runs this same code
 
 
@@ -331,7 +331,8 @@ class Supervisor:
         self._retiring: set[WorkerProcess] = set()  # replaced; closed once idle
         self._checks: set[asyncio.Task[None]] = set()
         self._checking: dict[WorkerProcess, asyncio.Task[None]] = {}  # suspected of hanging
-        self._quick_deaths = 0
+        self._failures = 0  # quick deaths and failed starts in a row
+        self._retry_at = 0.0  # no new worker before this (a back-off)
         self._closed = False
 
     async def start(self) -> dict[str, Any]:
@@ -358,6 +359,11 @@ class Supervisor:
             raise ProviderError(ErrorCode.SHUTTING_DOWN, f"{self.spec.provider} worker closed")
         if self._starting is None:
             self._replace(self._restart())
+        if (backing_off := self._retry_at - time.monotonic()) >= timeout:
+            raise ProviderError(
+                ErrorCode.PROVIDER_FAILED,
+                f"{self.spec.provider} worker keeps failing; next try in {backing_off:.0f} s",
+            )
         assert self._starting is not None
         try:
             async with asyncio.timeout(timeout):
@@ -376,14 +382,25 @@ class Supervisor:
     def _started(self, task: asyncio.Task[WorkerProcess]) -> None:
         if self._starting is task:
             self._starting = None
-        if task.cancelled():
+        if task.cancelled() or (error := task.exception()) is None or self._closed:
             return
-        if (error := task.exception()) is not None and not self._closed:
-            _LOGGER.warning("%s", error)
+        self._failed()
+        wait = max(0.0, self._retry_at - time.monotonic())
+        _LOGGER.warning("%s; next try in %.0f s", error, wait)
+        if self._current is None or self._current.dead is not None:
+            self._replace(self._restart())  # no worker serves: keep trying, backing off
+
+    def _failed(self) -> None:
+        """One more quick death or failed start in a row: the next start waits longer, so a
+        worker that cannot run does not cost a core."""
+        self._failures += 1
+        if self._failures > 1:
+            backoff = min(2.0 ** (self._failures - 2), MAX_BACKOFF_S)
+            self._retry_at = time.monotonic() + backoff
 
     async def _restart(self) -> WorkerProcess:
-        if self._quick_deaths > 1:  # dies at once, again and again: do not spin
-            await asyncio.sleep(min(2.0 ** (self._quick_deaths - 2), MAX_BACKOFF_S))
+        if (backoff := self._retry_at - time.monotonic()) > 0:
+            await asyncio.sleep(backoff)
         worker, _ = await self._spawn()
         if self._closed:
             await worker.close()
@@ -398,6 +415,7 @@ class Supervisor:
             await worker.close()
             raise WorkerStartError(f"{self.spec.provider} worker closed")
         self._current = worker
+        self._failures = 0
         if old.dead is None:
             self._retiring.add(old)
             if old.in_flight == 0:
@@ -409,8 +427,10 @@ class Supervisor:
         if worker is not self._current or worker.closing or self._closed:
             return
         self._current = None
-        lived = time.monotonic() - worker.started_at
-        self._quick_deaths = self._quick_deaths + 1 if lived < QUICK_DEATH_S else 0
+        if time.monotonic() - worker.started_at < QUICK_DEATH_S:
+            self._failed()
+        else:
+            self._failures = 0
         self._stats.restarts += 1
         if worker.killed_for is None:
             _LOGGER.error("%s; restarting", worker.dead.message if worker.dead else "")
@@ -422,7 +442,11 @@ class Supervisor:
             if worker.in_flight == 0:
                 self._in_background(worker.close())
             return
-        if worker is not self._current or self._starting is not None:
+        if (
+            worker is not self._current
+            or self._starting is not None
+            or time.monotonic() < self._retry_at  # its replacement failed to start: later
+        ):
             return
         limits = self._limits
         why = None

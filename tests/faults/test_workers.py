@@ -23,6 +23,7 @@ from wyoming.asr import Transcribe
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
+from satellite.providers.supervisor import MAX_BACKOFF_S
 from tests.audio.speech import silence, write_wav
 from tests.e2e.daemon import REPO, TEST_KEYS, Daemon, free_port, port_open, workers_of
 from tests.fakes.azure import FakeAzure
@@ -54,22 +55,24 @@ def wait_for(what: str, check, timeout: float = WAIT_S):
     raise TimeoutError(f"{what}: not after {timeout} s")
 
 
-def replaced(daemon: Daemon, provider: str, old_pid: int) -> int:
+def replaced(daemon: Daemon, provider: str, old_pid: int, timeout: float = WAIT_S) -> int:
     """The pid of the worker that replaced ``old_pid``, once it runs."""
 
     def new_pid() -> int | None:
         pid = workers_of(daemon.process.pid).get(provider)
         return pid if pid not in (None, old_pid) else None
 
-    return wait_for(f"a new {provider} worker", new_pid)
+    return wait_for(f"a new {provider} worker", new_pid, timeout)
 
 
 @contextlib.contextmanager
-def isolated_daemon(workdir: Path, config: str) -> Iterator[Daemon]:
+def isolated_daemon(
+    workdir: Path, config: str, env: dict[str, str] | None = None
+) -> Iterator[Daemon]:
     """A daemon (LISTEN_URI filled in) keeping its status line in ``workdir/run``; stopped
     at the end, which must exit 0, leave no worker behind and log no traceback or key."""
     (workdir / "run").mkdir(exist_ok=True)
-    daemon = Daemon(workdir, config, env={"RUNTIME_DIRECTORY": str(workdir / "run")})
+    daemon = Daemon(workdir, config, env={"RUNTIME_DIRECTORY": str(workdir / "run"), **(env or {})})
     try:
         daemon.wait_listening()
         yield daemon
@@ -192,6 +195,78 @@ async def test_a_worker_killed_mid_synthesis_ends_its_request_and_is_replaced(tm
         replaced(daemon, "azure", pid)
         fake.pace = 0.0
         await check_answer(cloud, "tts")
+
+
+def breakable_workers(workdir: Path) -> tuple[dict[str, str], Path]:
+    """The environment of a daemon whose new workers exit at once (status 3) while the
+    returned file exists, as after an SDK upgrade that broke its import."""
+    site = workdir / "site"
+    site.mkdir()
+    broken = workdir / "workers-broken"
+    (site / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        f"if 'satellite.providers.worker' in sys.orig_argv and os.path.exists({str(broken)!r}):\n"
+        "    os._exit(3)\n"
+    )
+    return {"PYTHONPATH": str(site)}, broken
+
+
+def start_failures(logs: str) -> list[int]:
+    """The waits before the next try, in seconds, of each logged failure to start."""
+    return [
+        int(wait)
+        for wait in re.findall(
+            r"azure worker did not start: it ended \(exit status 3\); next try in (\d+) s", logs
+        )
+    ]
+
+
+async def test_a_worker_that_cannot_start_is_retried_ever_less_often_and_comes_back(tmp_path):
+    env, broken = breakable_workers(tmp_path)
+    with (
+        FakeAzure() as fake,
+        isolated_daemon(tmp_path, config_for(fake) + ISOLATED, env) as daemon,
+    ):
+        cloud = azure_cloud(fake, daemon)
+        pid = workers_of(daemon.process.pid)["azure"]
+        broken.touch()
+        os.kill(pid, signal.SIGKILL)
+        wait_for("four failed starts", lambda: len(start_failures(daemon.logs())) >= 4, 30)
+        waits = start_failures(daemon.logs())
+        assert waits == sorted(waits) and waits[-1] >= 2, waits  # backing off, not spinning
+        event, seconds = await transcribe(cloud)  # meanwhile: an error within the deadline
+        assert event.type == "error" and event.data.get("code") in (
+            "provider-failed",
+            "connect-failed",
+        ), event
+        assert seconds < TOTAL_S
+        broken.unlink()
+        last_wait = start_failures(daemon.logs())[-1]
+        replaced(daemon, "azure", pid, last_wait + WAIT_S)  # the next try comes back
+        await check_answer(cloud, "asr")
+        await check_answer(cloud, "tts")
+
+
+async def test_a_recycled_worker_whose_replacement_cannot_start_keeps_serving(tmp_path):
+    env, broken = breakable_workers(tmp_path)
+    with FakeAzure() as fake:
+        config = config_for(fake) + ISOLATED + "  recycle_after_requests: 1\n"
+        with isolated_daemon(tmp_path, config, env) as daemon:
+            cloud = azure_cloud(fake, daemon)
+            pid = workers_of(daemon.process.pid)["azure"]
+            broken.touch()
+            for _ in range(6):  # each asks for a recycling that fails: none is lost
+                await check_answer(cloud, "asr")
+            assert workers_of(daemon.process.pid)["azure"] == pid
+            waits = start_failures(daemon.logs())
+            assert waits == sorted(waits) and len(waits) < 6, waits  # tries backed off
+            broken.unlink()
+
+            deadline = time.monotonic() + MAX_BACKOFF_S + WAIT_S
+            while workers_of(daemon.process.pid).get("azure") in (None, pid):
+                assert time.monotonic() < deadline, "not recycled once its replacement could start"
+                await check_answer(cloud, "tts")  # a request's end tries again, backed off
+            await check_answer(cloud, "asr")
 
 
 async def test_a_hung_worker_times_out_its_request_and_is_replaced(tmp_path):
