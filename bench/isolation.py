@@ -20,24 +20,11 @@ import time
 from pathlib import Path
 
 from bench.paths import Fakes, asr_latency, config, running_fakes, summary, tts_latency
-from bench.proc import cpu_seconds, status_mb
+from bench.proc import family_cpu_seconds, family_mb, status_mb
 from tests.e2e.daemon import Daemon, workers_of
 from tests.wyoming_client import connect, read, send_utterance
 
 CLOUDS = ("azure", "dashscope")
-
-
-def family(pid: int) -> list[int]:
-    """The daemon and its workers."""
-    return [pid, *workers_of(pid).values()]
-
-
-def cpu_of(pids: list[int]) -> float:
-    return sum(sum(cpu_seconds(pid)) for pid in pids)
-
-
-def rss_of(pids: list[int]) -> float:
-    return sum(status_mb(pid, "VmRSS") for pid in pids)
 
 
 async def recovery_ms(daemon: Daemon) -> float:
@@ -60,12 +47,12 @@ async def bench(fakes: Fakes, workdir: Path, cloud: str, isolation: str, args) -
     try:
         ready = daemon.wait_listening(60)
         await asyncio.sleep(1.0)  # warm connections open after the server listens
-        pids = family(daemon.process.pid)
-        started = cpu_of(pids)
+        pid = daemon.process.pid
+        started = family_cpu_seconds(pid)
         to_chunk, _ = await tts_latency(daemon.port, args.runs, None)
         latency = await asr_latency(daemon.port, args.runs, args.asr_seconds)
-        cpu = (cpu_of(pids) - started) / (2 * args.runs)
-        rss, own = rss_of(pids), status_mb(daemon.process.pid, "VmRSS")
+        cpu = (family_cpu_seconds(pid) - started) / (2 * args.runs)
+        rss, own = family_mb(pid, "VmRSS"), status_mb(pid, "VmRSS")
         recovered = await recovery_ms(daemon) if isolation == "process" else None
     finally:
         daemon.stop()

@@ -4,7 +4,8 @@ The daemon process runs against the fake providers, each answering after a fixed
 Prints, per path: TTS request -> client's first audio-chunk, and the provider's first audio
 -> client's first audio-chunk; ASR audio-stop -> transcript, the audio sent in real time;
 each with connections opened on demand (cold, warm_connections: 0) and ahead of requests
-(warm, warm_connections: 1), with the daemon's CPU seconds per request and its peak RSS.
+(warm, warm_connections: 1), with the CPU seconds per request and the peak RSS of the daemon
+and its provider workers.
 Under each path, the same requests made with the SDK directly, with its default settings
 (``bench/sdk_direct.py``, in its own process). Then the latency a failover list adds when
 its first provider refuses connections and when it times out.
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from wyoming.tts import Synthesize
 
-from bench.proc import cpu_seconds_with_children, status_mb
+from bench.proc import family_cpu_seconds, family_mb
 from bench.speech_endpoint import percentile
 from satellite.providers.base import Deadlines
 from tests.e2e.daemon import Daemon
@@ -152,13 +153,14 @@ class Measured:
 
 @contextlib.contextmanager
 def measured(daemon: Daemon, runs: int) -> Iterator[Measured]:
-    """The daemon's CPU seconds per request over the block, and its peak RSS after it."""
+    """The CPU seconds per request over the block of the daemon and its workers, and their
+    peak RSS after it."""
     result = Measured()
     pid = daemon.process.pid
-    started = cpu_seconds_with_children(pid)
+    started = family_cpu_seconds(pid)
     yield result
-    result.cpu_per_request = (cpu_seconds_with_children(pid) - started) / runs
-    result.peak_rss_mb = status_mb(pid, "VmHWM")
+    result.cpu_per_request = (family_cpu_seconds(pid) - started) / runs
+    result.peak_rss_mb = family_mb(pid, "VmHWM")
 
 
 async def sdk_direct(path: str, url: str, runs: int, asr_seconds: float) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.e2e.daemon import workers_of
+
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of the whole process, every thread included."""
@@ -28,3 +30,19 @@ def cpu_seconds_with_children(pid: int) -> float:
     """User and system CPU seconds of the process and of the children it has waited for."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def family(pid: int) -> list[int]:
+    """The daemon ``pid`` and its provider worker processes."""
+    return [pid, *workers_of(pid).values()]
+
+
+def family_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the daemon and its workers, children they have waited for included
+    (a worker that died moves into the daemon's own figure when it is reaped)."""
+    return sum(cpu_seconds_with_children(member) for member in family(pid))
+
+
+def family_mb(pid: int, key: str) -> float:
+    """``status_mb`` summed over the daemon and its workers (for VmHWM: the sum of peaks)."""
+    return sum(status_mb(member, key) for member in family(pid))

@@ -2,8 +2,9 @@
 
 Prints, per provider: daemon readiness, ASR overhead (audio-stop -> transcript) with
 real-time-paced audio, TTS delay from the provider's first audio to the client's first
-audio-chunk, each with the daemon's CPU seconds per request, and 10 concurrent ASR + 10
-concurrent TTS sessions with its peak RSS; then the peak RSS with both providers in use.
+audio-chunk, each with the CPU seconds per request of the daemon and its provider workers,
+and 10 concurrent ASR + 10 concurrent TTS sessions with their peak RSS (the sum of each
+process's peak); then the peak RSS with both providers in use.
 Run: .venv/bin/python -m bench.speech_endpoint [--runs N]
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.tts import Synthesize
 
-from bench.proc import cpu_seconds_with_children, status_mb
+from bench.proc import family_cpu_seconds, family_mb
 from tests.e2e.daemon import Daemon
 from tests.fakes.azure import FakeAzure
 from tests.fakes.dashscope import FakeDashScope
@@ -128,14 +129,14 @@ async def bench_provider(name: str, dashscope, azure, workdir: Path, runs: int) 
     try:
         daemon.wait_listening()
         pid = daemon.process.pid
-        started = cpu_seconds_with_children(pid)
+        started = family_cpu_seconds(pid)
         overhead = await asr_overhead(daemon.port, runs)
-        asr_cpu = (cpu_seconds_with_children(pid) - started) / runs
-        started = cpu_seconds_with_children(pid)
+        asr_cpu = (family_cpu_seconds(pid) - started) / runs
+        started = family_cpu_seconds(pid)
         first_audio = await tts_first_audio(daemon.port, fake, runs)
-        tts_cpu = (cpu_seconds_with_children(pid) - started) / runs
+        tts_cpu = (family_cpu_seconds(pid) - started) / runs
         ok, failed = await concurrent(daemon.port, 10)
-        peak_rss = status_mb(pid, "VmHWM")
+        peak_rss = family_mb(pid, "VmHWM")
     finally:
         daemon.stop()
     print(f"[{name}]")
@@ -151,7 +152,7 @@ async def bench_rss(dashscope, azure, workdir: Path) -> None:
         try:
             daemon.wait_listening()
             ok, failed = await concurrent(daemon.port, 10)
-            rss = status_mb(daemon.process.pid, "VmHWM")
+            rss = family_mb(daemon.process.pid, "VmHWM")
         finally:
             daemon.stop()
         print(f"peak RSS, ASR {asr} + TTS {tts} in use: {rss:.1f} MB ({ok} ok, {failed} failed)")
