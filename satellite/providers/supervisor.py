@@ -285,8 +285,10 @@ class WorkerProcess:
         if self._process is None or self._process.returncode is not None:
             return
         self.killed_for = self.killed_for or reason
+        # Not Process.kill(): it polls first and may reap a worker that has just exited,
+        # leaving asyncio to report exit status 255 instead of its own.
         with contextlib.suppress(ProcessLookupError):
-            self._process.kill()
+            os.kill(self._process.pid, signal.SIGKILL)
 
     async def close(self) -> None:
         """Ask the worker to close its provider and exit; killed after CLOSE_S."""

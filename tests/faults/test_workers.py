@@ -232,6 +232,7 @@ async def test_a_worker_that_cannot_start_is_retried_ever_less_often_and_comes_b
         broken.touch()
         os.kill(pid, signal.SIGKILL)
         wait_for("four failed starts", lambda: len(start_failures(daemon.logs())) >= 4, 30)
+        assert "Unknown child process" not in daemon.logs()  # each exit read right
         waits = start_failures(daemon.logs())
         assert waits == sorted(waits) and waits[-1] >= 2, waits  # backing off, not spinning
         event, seconds = await transcribe(cloud)  # meanwhile: an error within the deadline
