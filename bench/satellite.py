@@ -56,6 +56,7 @@ from wyoming.satellite import RunSatellite
 
 from bench.proc import cpu_seconds, status_mb, thread_count
 from bench.speech_endpoint import percentile
+from bench.unit import unit_environment
 from tests.audio.alsa import use_file_alsa
 from tests.audio.speech import BYTES_PER_SECOND, silence
 from tests.audio.wake_fixtures import continuous_speech, wake_phrase
@@ -413,7 +414,9 @@ async def run_case(
             marks_path = workdir / "wake-marks.txt"
             marks_path.write_text("".join(f"{a} {b}\n" for a, b in source.wake_words))
             mic = command_mic(source_path, marks_path, times_path)
-        daemon = Daemon(workdir, config_text(engine, mic, workdir / "speaker.raw"))
+        daemon = Daemon(
+            workdir, config_text(engine, mic, workdir / "speaker.raw"), env=unit_environment()
+        )
     ha: FakeHa | None = None
     try:
         daemon.wait_listening()

@@ -21,7 +21,7 @@ its workers together and < 2 MB for the daemon's own process, fd count flat. Wit
 ``--kill-worker-every`` a provider worker is killed (SIGKILL) every so often. During the
 warm-up (the first ``--warmup-minutes``) every fault of every provider is injected in turn,
 so each failure path has allocated what it keeps before growth is measured; after it, faults
-are drawn at random. The daemon runs with the allocator setting of the systemd unit
+are drawn at random. The daemon runs with the environment of the systemd unit
 (MALLOC_ARENA_MAX).
 Run: .venv/bin/python -m bench.soak [--minutes N] [--warmup-minutes W] [--seed S] [--json]
 [--reload-every S] [--kill-worker-every S]
@@ -59,6 +59,7 @@ from wyoming.vad import VoiceStarted, VoiceStopped
 
 from bench.paths import Fakes, provider_blocks, running_fakes
 from bench.satellite import COMMANDS, status_mb, thread_count, wait_for_log
+from bench.unit import unit_environment
 from satellite.providers.base import Deadlines
 from tests.audio.speech import BYTES_PER_SECOND, silence, speech_pcm
 from tests.e2e.daemon import Daemon, free_port, port_open, workers_of
@@ -97,8 +98,6 @@ QUIET_SETTLE_S = 1.5  # nothing in flight this long before a sample
 QUIET_TIMEOUT_S = 30.0
 RSS_GROWTH_TARGET_MB = 5.0  # the daemon and its provider workers together
 MAIN_RSS_GROWTH_TARGET_MB = 2.0  # the daemon's own process, when the SDKs run in workers
-# What systemd/voice-satellite.service sets: glibc keeps fewer per-thread pools of freed memory.
-DAEMON_ENV = {"MALLOC_ARENA_MAX": "2"}
 FD_TOLERANCE = 3  # warm provider connections reopen on their own schedule
 
 
@@ -876,7 +875,7 @@ async def soak(args: argparse.Namespace, fakes: Fakes, workdir: Path) -> bool:
     rng = random.Random(args.seed)
     satellite_port = free_port()
     config = config_text(fakes, satellite_port, workdir, args.minutes, args.isolation)
-    daemon = Daemon(workdir, config, env=DAEMON_ENV)
+    daemon = Daemon(workdir, config, env=unit_environment())
     stats, traffic = Stats(), Traffic()
     tasks: list[asyncio.Task[None]] = []
     try:
