@@ -16,7 +16,7 @@ import contextlib
 import logging
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,7 +109,10 @@ class _SpeechRole(_Role):
         self._background: set[asyncio.Task[None]] = set()  # warm-ups, retiring services
         self._workers = WorkerStats()
         recorder = Recorder(loaded.config.recordings)
-        self.endpoint = SpeechEndpoint(await self._build_service(loaded), recorder)
+        # A worker that cannot start at boot leaves its provider failing (a failover list
+        # moves on) while it is tried again; the satellite and the other providers serve.
+        service = await self._build_service(loaded, on_late_start=self._worker_started_late)
+        self.endpoint = SpeechEndpoint(service, recorder)
         await self._serve(
             config.uri,
             loaded.config.limits,
@@ -117,12 +120,14 @@ class _SpeechRole(_Role):
         )
         _LOGGER.info("speech endpoint listening on %s: %s", config.uri, self._describe())
 
-    async def _build_service(self, loaded: LoadedConfig) -> SpeechService:
+    async def _build_service(
+        self, loaded: LoadedConfig, on_late_start: Callable[[], None] | None = None
+    ) -> SpeechService:
         from .providers.registry import start_providers
         from .speech.info import build_info
         from .speech.requests import SpeechService
 
-        asr, tts = await start_providers(loaded, self._workers)
+        asr, tts = await start_providers(loaded, self._workers, on_late_start)
         self._isolated = loaded.config.providers.isolation == "process"
         service = SpeechService(
             asr=asr,
@@ -134,6 +139,13 @@ class _SpeechRole(_Role):
         self._in_background(asr.prepare())
         self._in_background(tts.prepare())
         return service
+
+    def _worker_started_late(self) -> None:
+        from .speech.info import build_info
+
+        service = self.endpoint.service
+        self.endpoint.describe(build_info(service.asr, service.tts).event())
+        _LOGGER.info("speech endpoint: %s", self._describe())
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

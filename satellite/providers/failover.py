@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Generic, Literal, TypeVar
 
-from ..audio.pcm import PcmConverter
+from ..audio.pcm import AudioFormat, PcmConverter
 from ..config import FailoverConfig
 from ..errors import ErrorCode, ProviderError
 from .base import (
@@ -129,7 +129,12 @@ class _Chain(Generic[P]):
         self._chain = tuple(chain)
         self._breakers = [CircuitBreaker(f"{role} {p.name}", settings, clock) for p in chain]
         self.name = ",".join(p.name for p in chain)
-        self.model = chain[0].model
+
+    # What the list offers is read from its members each time: a member whose worker
+    # process started late has only then said what it offers.
+    @property
+    def model(self) -> str:
+        return self._chain[0].model
 
     @property
     def members(self) -> tuple[P, ...]:
@@ -177,7 +182,10 @@ class FailoverAsr(_Chain[AsrProvider], AsrProvider):
             raise ValueError("ASR providers of a failover list must take the same audio format")
         super().__init__("ASR", chain, settings, clock)
         self.input_format = chain[0].input_format
-        self.languages = tuple(dict.fromkeys(lang for p in chain for lang in p.languages))
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(lang for p in self.members for lang in p.languages))
 
     async def open(
         self, language: str | None, on_partial: PartialCallback | None = None
@@ -329,12 +337,18 @@ class FailoverTts(_Chain[TtsProvider], TtsProvider):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__("TTS", chain, settings, clock)
-        self.audio_format = chain[0].audio_format
+
+    @property
+    def audio_format(self) -> AudioFormat:
+        return self.members[0].audio_format
+
+    @property
+    def voices(self) -> tuple[Voice, ...]:
         voices: dict[str, Voice] = {}
-        for provider in chain:
+        for provider in self.members:
             for voice in provider.voices:
                 voices.setdefault(voice.name, dataclasses.replace(voice, provider=provider.name))
-        self.voices = tuple(voices.values())
+        return tuple(voices.values())
 
     def _owner_of(self, voice: str | None) -> int | None:
         for index, provider in enumerate(self.members):

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from ..audio.pcm import SPEECH_FORMAT
 from ..errors import ErrorCode, ProviderError
 from .base import (
     AsrProvider,
@@ -26,8 +27,16 @@ from .base import (
     PartialCallback,
     SynthesisOptions,
     TtsProvider,
+    Voice,
 )
-from .supervisor import Channel, Limits, Supervisor, WorkerProcess, WorkerStats
+from .supervisor import (
+    Channel,
+    Limits,
+    Supervisor,
+    WorkerProcess,
+    WorkerStartError,
+    WorkerStats,
+)
 from .worker_ipc import Message, WorkerSpec
 
 # The worker's own timeout error normally comes first; this one is for a worker that hangs.
@@ -48,12 +57,22 @@ async def _answer(
         ) from None
 
 
+# What a stand-in offers until its worker has started and said what the provider offers.
+NOT_STARTED = "(not started)"
+
+
 class IsolatedAsr(AsrProvider):
     """An ASR provider in a worker process."""
 
-    def __init__(self, supervisor: Supervisor, deadlines: Deadlines, about: dict[str, Any]):
+    def __init__(self, supervisor: Supervisor, deadlines: Deadlines):
         self.supervisor = supervisor
         self._deadlines = deadlines
+        self.name = supervisor.spec.provider
+        self.model = NOT_STARTED
+        self.languages: tuple[str, ...] = ()
+
+    def describe(self, about: dict[str, Any]) -> None:
+        """Take what the provider in the worker advertises."""
         self.name = about["name"]
         self.model = about["model"]
         self.languages = about["languages"]
@@ -125,14 +144,22 @@ class _IsolatedAsrSession(AsrSession):
 class IsolatedTts(TtsProvider):
     """A TTS provider in a worker process."""
 
-    def __init__(self, supervisor: Supervisor, deadlines: Deadlines, about: dict[str, Any]):
+    def __init__(self, supervisor: Supervisor, deadlines: Deadlines):
         self.supervisor = supervisor
         self._deadlines = deadlines
+        self.name = supervisor.spec.provider
+        self.model = NOT_STARTED
+        self.voices: tuple[Voice, ...] = ()
+        self.audio_format = SPEECH_FORMAT
+        self._encoded: frozenset[EncodedAudio] = frozenset()
+
+    def describe(self, about: dict[str, Any]) -> None:
+        """Take what the provider in the worker advertises."""
         self.name = about["name"]
         self.model = about["model"]
         self.voices = about["voices"]
         self.audio_format = about["audio_format"]
-        self._encoded: frozenset[EncodedAudio] = about["encoded_formats"]
+        self._encoded = about["encoded_formats"]
 
     def synthesize(
         self, text: AsyncIterator[str], options: SynthesisOptions
@@ -244,14 +271,36 @@ class _TextPump:
 
 
 async def start_isolated(
-    spec: WorkerSpec, limits: Limits, stats: WorkerStats, deadlines: Deadlines
+    spec: WorkerSpec,
+    limits: Limits,
+    stats: WorkerStats,
+    deadlines: Deadlines,
+    on_late_start: Callable[[], None] | None = None,
 ) -> dict[str, AsrProvider | TtsProvider]:
-    """The stand-ins for the roles of ``spec``'s provider, by role, sharing one worker,
-    started here (WorkerStartError if it cannot start)."""
+    """The stand-ins for the roles of ``spec``'s provider, by role, sharing one worker
+    started here. When it cannot start: WorkerStartError, or, given ``on_late_start``, the
+    stand-ins fail their requests while the worker is tried again, and ``on_late_start``
+    is called once it runs and they offer what its provider does."""
     supervisor = Supervisor(spec, limits, stats)
-    about = await supervisor.start()
     kinds = {"asr": IsolatedAsr, "tts": IsolatedTts}
-    return {role: kinds[role](supervisor, deadlines, about[role]) for role in spec.roles}
+    stand_ins = {role: kinds[role](supervisor, deadlines) for role in spec.roles}
+
+    def describe(about: dict[str, Any]) -> None:
+        for role, stand_in in stand_ins.items():
+            stand_in.describe(about[role])
+
+    try:
+        describe(await supervisor.start())
+    except WorkerStartError as error:
+        if on_late_start is None:
+            raise
+
+        def started_late(about: dict[str, Any]) -> None:
+            describe(about)
+            on_late_start()
+
+        supervisor.start_later(error, started_late)
+    return stand_ins
 
 
 def follow_logs(providers: list[AsrProvider | TtsProvider]) -> None:

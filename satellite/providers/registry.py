@@ -4,7 +4,7 @@ its provider is used), and reads their credentials."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import logs
@@ -75,11 +75,13 @@ def build_tts(loaded: LoadedConfig, stand_ins: StandIns | None = None) -> TtsPro
 
 
 async def start_providers(
-    loaded: LoadedConfig, stats: WorkerStats
+    loaded: LoadedConfig, stats: WorkerStats, on_late_start: Callable[[], None] | None = None
 ) -> tuple[AsrProvider, TtsProvider]:
     """Both roles' providers for the speech endpoint. With ``providers.isolation: process``
     each provider with an SDK runs in a worker process of its own (one for its ASR and TTS),
-    started here (WorkerStartError when one cannot start); espeak-ng stays in the daemon."""
+    started here; espeak-ng stays in the daemon. A worker that cannot start raises
+    WorkerStartError, or, given ``on_late_start``, is tried again until it runs, when
+    ``on_late_start`` is called (see ``start_isolated``)."""
     settings = loaded.config.providers
     if settings.isolation == "inline":
         return build_asr(loaded), build_tts(loaded)
@@ -98,7 +100,8 @@ async def start_providers(
     async def start(name: str) -> dict[str, Any]:
         section = getattr(settings, name)
         spec = WorkerSpec(name, section, credentials_for(loaded, name), roles[name], level, fmt)
-        return await start_isolated(spec, limits, stats, Deadlines.from_timeouts(section.timeouts))
+        deadlines = Deadlines.from_timeouts(section.timeouts)
+        return await start_isolated(spec, limits, stats, deadlines, on_late_start)
 
     started = await asyncio.gather(*(start(name) for name in names), return_exceptions=True)
     failure = next((s for s in started if isinstance(s, BaseException)), None)

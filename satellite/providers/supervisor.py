@@ -333,6 +333,7 @@ class Supervisor:
         self._retiring: set[WorkerProcess] = set()  # replaced; closed once idle
         self._checks: set[asyncio.Task[None]] = set()
         self._checking: dict[WorkerProcess, asyncio.Task[None]] = {}  # suspected of hanging
+        self._on_first_start: Callable[[dict[str, Any]], None] | None = None  # see start_later
         self._failures = 0  # quick deaths and failed starts in a row
         self._retry_at = 0.0  # no new worker before this (a back-off)
         self._closed = False
@@ -343,6 +344,20 @@ class Supervisor:
         worker, description = await self._spawn()
         self._current = worker
         return description
+
+    def start_later(
+        self, error: WorkerStartError, on_start: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """After ``start()`` failed with ``error``: keep trying, backing off, and hand what
+        the provider's roles advertise to ``on_start`` once a worker runs."""
+        self._on_first_start = on_start
+        self._failed()
+        _LOGGER.error(
+            "%s; the speech endpoint goes on without %s until it starts",
+            error,
+            self.spec.provider,
+        )
+        self._replace(self._restart())
 
     async def _spawn(self) -> tuple[WorkerProcess, dict[str, Any]]:
         worker = WorkerProcess(self.spec, self._exited, self._request_ended)
@@ -403,11 +418,14 @@ class Supervisor:
     async def _restart(self) -> WorkerProcess:
         if (backoff := self._retry_at - time.monotonic()) > 0:
             await asyncio.sleep(backoff)
-        worker, _ = await self._spawn()
+        worker, description = await self._spawn()
         if self._closed:
             await worker.close()
             raise WorkerStartError(f"{self.spec.provider} worker closed")
         self._current = worker
+        on_first_start, self._on_first_start = self._on_first_start, None
+        if on_first_start is not None:
+            on_first_start(description)
         return worker
 
     async def _recycle(self, old: WorkerProcess, why: str) -> WorkerProcess:

@@ -7,6 +7,7 @@ requests in flight finish on the ones they started with, which are closed afterw
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Awaitable
@@ -77,6 +78,14 @@ class SpeechEndpoint:
     @property
     def in_flight(self) -> int:
         return len(self._requests)
+
+    def describe(self, info: Event) -> None:
+        """Answer ``describe`` with ``info`` from now on (the providers are the same)."""
+        old = self.service
+        self.service = dataclasses.replace(old, info=info)
+        for task, used in self._requests.items():
+            if used is old:
+                self._requests[task] = self.service
 
     async def replace(self, service: SpeechService) -> None:
         """Serve new requests with ``service``; close the old one once its requests end."""

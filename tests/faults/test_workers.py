@@ -21,6 +21,7 @@ from pathlib import Path
 
 from wyoming.asr import Transcribe
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.info import Describe, Info
 from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
 from satellite.providers.supervisor import MAX_BACKOFF_S
@@ -39,7 +40,7 @@ from tests.faults.clouds import (
     transcribe,
 )
 from tests.faults.common import MARGIN_S, check_log, read_synthesis
-from tests.wyoming_client import connect, read, send_utterance
+from tests.wyoming_client import audio_of, connect, read, send_utterance
 
 ISOLATED = "  isolation: process\n"  # appended under ``providers:``
 WAIT_S = 15.0  # bound on every poll for what the daemon does in the background
@@ -248,6 +249,46 @@ async def test_a_worker_that_cannot_start_is_retried_ever_less_often_and_comes_b
         await check_answer(cloud, "tts")
 
 
+async def voices_offered(port: int) -> list[str]:
+    """The TTS voices the speech endpoint's info lists."""
+    client = await connect(port)
+    try:
+        await client.write_event(Describe().event())
+        info = Info.from_event(await read(client))
+    finally:
+        await client.disconnect()
+    return [voice.name for program in info.tts for voice in program.voices]
+
+
+async def test_a_worker_that_cannot_start_at_boot_leaves_the_rest_serving(tmp_path):
+    env, broken = breakable_workers(tmp_path)
+    broken.touch()
+    with FakeAzure() as fake:
+        config = config_for(fake).replace(
+            "tts: {provider: azure}", "tts: {provider: [azure, espeak]}"
+        )
+        with isolated_daemon(tmp_path, config + ISOLATED, env) as daemon:
+            cloud = azure_cloud(fake, daemon)
+            assert "azure worker did not start" in daemon.logs()
+            assert "the speech endpoint goes on without azure until it starts" in daemon.logs()
+            assert "en-US-JennyNeural" not in await voices_offered(daemon.port)
+            events, _ = await synthesize(cloud)  # espeak-ng answers
+            assert [e.type for e in events][-2:] == ["audio-stop", "synthesize-stopped"], events
+            assert audio_of(events) and not fake.received_ssml
+            event, seconds = await transcribe(cloud)  # no other provider: an error, in time
+            assert event.type == "error", event
+            assert seconds < TOTAL_S
+
+            broken.unlink()
+            waits = start_failures(daemon.logs()) or [0]
+            deadline = time.monotonic() + waits[-1] + WAIT_S  # the next try, then its start
+            while "en-US-JennyNeural" not in await voices_offered(daemon.port):
+                assert time.monotonic() < deadline, daemon.logs()
+                await asyncio.sleep(0.1)
+            await check_answer(cloud, "asr")
+            await check_answer(cloud, "tts")
+
+
 async def test_a_recycled_worker_whose_replacement_cannot_start_keeps_serving(tmp_path):
     env, broken = breakable_workers(tmp_path)
     with FakeAzure() as fake:
@@ -395,12 +436,16 @@ async def test_a_reload_that_changes_a_provider_replaces_its_worker(tmp_path):
 async def test_workers_follow_a_reload_of_the_log_level_and_format(tmp_path):
     with FakeAzure() as fake, isolated_daemon(tmp_path, config_for(fake) + ISOLATED) as daemon:
         cloud = azure_cloud(fake, daemon)
-        assert "azure worker" in daemon.logs() and "ready: ASR, TTS" in daemon.logs()
+        wait_for("the worker's ready line", lambda: "ready: ASR, TTS" in daemon.logs())
         daemon.reload("log_level: debug\nlog_format: json\n" + config_for(fake) + ISOLATED)
         await check_answer(cloud, "asr")
-        lines = [json.loads(line) for line in daemon.logs().splitlines() if line.startswith("{")]
-        ended = [line for line in lines if line["logger"] == "satellite.providers.worker"]
-        assert ended and "request" in ended[-1]["message"], lines
+
+        def worker_lines() -> list[dict]:  # the worker logs the request's end just after it
+            lines = [json.loads(line) for line in daemon.logs().splitlines() if line[:1] == "{"]
+            return [line for line in lines if line["logger"] == "satellite.providers.worker"]
+
+        ended = wait_for("the worker's JSON debug line", worker_lines)
+        assert "request" in ended[-1]["message"], ended
 
 
 # Runs the daemon in this interpreter, then prints which SDK modules it had loaded.
