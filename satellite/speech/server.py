@@ -81,3 +81,6 @@ class SpeechHandler(GuardedHandler):
     async def disconnect(self) -> None:
         """Cancel whatever this client started; providers release their sessions."""
         await self._requests.cancel_all()
+        # The request objects point back at this handler: dropped once the connection is
+        # over, its buffers and audio are freed now, not at the next full collection.
+        del self._requests, self._asr, self._tts
