@@ -8,6 +8,7 @@ only the construction runs under the globals lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -425,8 +426,9 @@ class DashScopeTtsProvider(TtsProvider):
         voice = options.voice or self._default_voice
         pool = self._pool if voice == self._default_voice else None
         synthesis = _Synthesis(self._config, self._deadlines, key, voice, pool)
-        async for chunk in stream_audio(synthesis, text):
-            yield chunk
+        async with contextlib.aclosing(stream_audio(synthesis, text)) as audio:
+            async for chunk in audio:
+                yield chunk
 
     def encoded_formats(self) -> frozenset[EncodedAudio]:
         rate = self.audio_format.rate
@@ -440,5 +442,6 @@ class DashScopeTtsProvider(TtsProvider):
         voice = options.voice or self._default_voice
         encoded = _ENCODED_FORMATS[encoding][self.audio_format.rate]
         synthesis = _Synthesis(self._config, self._deadlines, key, voice, None, encoded)
-        async for chunk in stream_audio(synthesis, one_piece(text)):
-            yield chunk
+        async with contextlib.aclosing(stream_audio(synthesis, one_piece(text))) as audio:
+            async for chunk in audio:
+                yield chunk
