@@ -292,9 +292,8 @@ class AzureTtsProvider(TtsProvider):
         self, text: AsyncIterator[str], options: SynthesisOptions
     ) -> AsyncIterator[bytes]:
         documents = self._documents(text, options, options.voice or self._voice)
-        async with contextlib.aclosing(self._speak(documents, None)) as audio:
-            async for chunk in audio:
-                yield chunk
+        async for audio in self._speak(documents, None):
+            yield audio
 
     def encoded_formats(self) -> frozenset[EncodedAudio]:
         rate = self.audio_format.rate
@@ -307,9 +306,8 @@ class AzureTtsProvider(TtsProvider):
         voice = options.voice or self._voice
         ssml = text if options.ssml else build_ssml(text, voice, self._config.tts)
         output_format = _ENCODED_FORMATS[encoding][self.audio_format.rate]
-        async with contextlib.aclosing(self._speak(one_piece(ssml), output_format)) as audio:
-            async for chunk in audio:
-                yield chunk
+        async for audio in self._speak(one_piece(ssml), output_format):
+            yield audio
 
     async def _speak(
         self,

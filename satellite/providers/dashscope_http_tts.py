@@ -314,9 +314,8 @@ class QwenHttpTtsProvider(TtsProvider):
         )
         failures = Failures("synthesis", self._config.http_url, key)
         synthesis = _Synthesis(call, self._session, failures, deadlines)
-        async with contextlib.aclosing(stream_audio(synthesis, text)) as audio:
-            async for chunk in audio:
-                yield chunk
+        async for chunk in stream_audio(synthesis, text):
+            yield chunk
 
     async def close(self) -> None:
         self._session.close()

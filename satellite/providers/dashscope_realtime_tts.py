@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -193,9 +192,8 @@ class QwenRealtimeTtsProvider(TtsProvider):
         self._credentials.require("DashScope")
         voice = options.voice or self._default_voice
         synthesis = _Synthesis(self._sessions, self._config.tts, self._deadlines, voice)
-        async with contextlib.aclosing(stream_audio(synthesis, text)) as audio:
-            async for chunk in audio:
-                yield chunk
+        async for chunk in stream_audio(synthesis, text):
+            yield chunk
 
     async def prepare(self) -> None:
         if self._credentials.key:

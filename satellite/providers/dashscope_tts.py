@@ -8,7 +8,6 @@ only the construction runs under the globals lock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -426,9 +425,8 @@ class DashScopeTtsProvider(TtsProvider):
         voice = options.voice or self._default_voice
         pool = self._pool if voice == self._default_voice else None
         synthesis = _Synthesis(self._config, self._deadlines, key, voice, pool)
-        async with contextlib.aclosing(stream_audio(synthesis, text)) as audio:
-            async for chunk in audio:
-                yield chunk
+        async for chunk in stream_audio(synthesis, text):
+            yield chunk
 
     def encoded_formats(self) -> frozenset[EncodedAudio]:
         rate = self.audio_format.rate
@@ -442,6 +440,5 @@ class DashScopeTtsProvider(TtsProvider):
         voice = options.voice or self._default_voice
         encoded = _ENCODED_FORMATS[encoding][self.audio_format.rate]
         synthesis = _Synthesis(self._config, self._deadlines, key, voice, None, encoded)
-        async with contextlib.aclosing(stream_audio(synthesis, one_piece(text))) as audio:
-            async for chunk in audio:
-                yield chunk
+        async for chunk in stream_audio(synthesis, one_piece(text)):
+            yield chunk
