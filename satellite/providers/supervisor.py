@@ -415,14 +415,20 @@ class Supervisor:
             backoff = min(2.0 ** (self._failures - 2), MAX_BACKOFF_S)
             self._retry_at = time.monotonic() + backoff
 
-    async def _restart(self) -> WorkerProcess:
-        if (backoff := self._retry_at - time.monotonic()) > 0:
-            await asyncio.sleep(backoff)
+    async def _spawn_current(self) -> tuple[WorkerProcess, dict[str, Any]]:
+        """A new worker in the current one's place (closed again if the supervisor closed
+        while it started)."""
         worker, description = await self._spawn()
         if self._closed:
             await worker.close()
             raise WorkerStartError(f"{self.spec.provider} worker closed")
         self._current = worker
+        return worker, description
+
+    async def _restart(self) -> WorkerProcess:
+        if (backoff := self._retry_at - time.monotonic()) > 0:
+            await asyncio.sleep(backoff)
+        worker, description = await self._spawn_current()
         on_first_start, self._on_first_start = self._on_first_start, None
         if on_first_start is not None:
             on_first_start(description)
@@ -430,11 +436,7 @@ class Supervisor:
 
     async def _recycle(self, old: WorkerProcess, why: str) -> WorkerProcess:
         _LOGGER.info("%s worker %s: replacing it", self.spec.provider, why)
-        worker, _ = await self._spawn()
-        if self._closed:
-            await worker.close()
-            raise WorkerStartError(f"{self.spec.provider} worker closed")
-        self._current = worker
+        worker, _ = await self._spawn_current()
         self._failures = 0
         if old.dead is None:
             self._retiring.add(old)
