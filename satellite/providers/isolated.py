@@ -208,12 +208,14 @@ class IsolatedTts(TtsProvider):
                 elif message[0] == "text-failed":
                     raise message[2]
         finally:
-            if pump is not None:
-                await pump.stop()
+            # Before any await: a request cancelled while this closes (its client gone)
+            # must still tell the worker to stop.
             if done:
                 worker.end(rid)
             else:
                 _abandon(worker, rid)
+            if pump is not None:
+                await pump.stop()
 
     def _wait_limit(self, call: CallClock, channel: Channel, started: bool) -> float:
         """The first audio is due within connect + first_result of the first text (the

@@ -122,14 +122,6 @@ async def vanish_mid_request(cloud: Cloud, kind: str) -> frozenset:
 async def test_speech_client_vanishing_mid_request_frees_the_provider_connection(
     request, name: str, kind: str
 ):
-    if (name, kind) == ("dashscope", "tts"):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="known intermittent: the worker is sometimes not told to cancel, so the "
-                "connection stays open until the daemon stops",
-                strict=False,
-            )
-        )
     cloud: Cloud = request.getfixturevalue(name)
     await check_answer(cloud, kind)  # warm connections, if any, are in use and replaced
     idle = await settled_connections(cloud)
