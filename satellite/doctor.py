@@ -29,7 +29,7 @@ from .config_warnings import other_warnings, providers_in_use, setup_problems
 from .errors import ErrorCode, ProviderError
 from .provider_table import PROVIDERS
 from .providers.base import AsrProvider, SynthesisOptions, TtsProvider
-from .providers.text import one_piece
+from .providers.text import WholeText
 from .systemd import status_file
 
 _DESCRIBE_SECONDS = 3.0  # a Wyoming server answers describe at once
@@ -287,7 +287,7 @@ async def _recognize(asr: AsrProvider) -> str:
 
 async def _speak(tts: TtsProvider) -> str:
     audio = 0
-    async for chunk in tts.synthesize(one_piece("OK."), SynthesisOptions()):
+    async for chunk in tts.synthesize(WholeText("OK."), SynthesisOptions()):
         audio += len(chunk)
     return f"answered ({tts.audio_format.seconds(audio):.1f} s of audio for 'OK.')"
 

@@ -44,7 +44,7 @@ from .providers.base import (
     Voice,
 )
 from .providers.registry import build_asr, build_tts
-from .providers.text import one_piece
+from .providers.text import WholeText
 
 _PIECE_SECONDS = 0.1  # audio sent to the recognizer per call, as a live stream would
 _CLOSE_SECONDS = 5.0  # releasing a provider's connections never holds the command longer
@@ -128,7 +128,7 @@ async def _write(
         await write_encoded(output, audio.chunks())
         seconds = await run_blocking(audio_seconds, output)
         return audio, seconds, f"{encoding} from {spoken.provider}"
-    audio = _Measured(tts.synthesize(one_piece(text), options))
+    audio = _Measured(tts.synthesize(WholeText(text), options))
     await write_audio(output, tts.audio_format, audio.chunks())
     return audio, tts.audio_format.seconds(audio.bytes), f"{codec_label(output)} encoded here"
 
@@ -168,7 +168,7 @@ async def say(loaded: LoadedConfig, text: str, voice: str | None, output: Path |
             assert speaker_config is not None
             from .audio.speaker import Speaker, SpeakerError
 
-            audio = _Measured(tts.synthesize(one_piece(text), options))
+            audio = _Measured(tts.synthesize(WholeText(text), options))
             device = Speaker(speaker_config)
             try:
                 await device.play(fmt, audio.chunks())

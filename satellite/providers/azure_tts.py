@@ -23,7 +23,7 @@ from .base import (
     TtsProvider,
     Voice,
 )
-from .text import SentenceSplitter, one_piece
+from .text import SentenceSplitter, WholeText
 from .warm_pool import WarmPool
 
 _WHAT = "Azure TTS"
@@ -306,7 +306,7 @@ class AzureTtsProvider(TtsProvider):
         voice = options.voice or self._voice
         ssml = text if options.ssml else build_ssml(text, voice, self._config.tts)
         output_format = _ENCODED_FORMATS[encoding][self.audio_format.rate]
-        async for audio in self._speak(one_piece(ssml), output_format):
+        async for audio in self._speak(WholeText(ssml), output_format):
             yield audio
 
     async def _speak(

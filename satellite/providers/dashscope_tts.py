@@ -41,7 +41,7 @@ from .dashscope_common import (
     shutdown_websocket,
     stream_audio,
 )
-from .text import one_piece
+from .text import WholeText
 from .warm_pool import WarmPool
 
 _LOGGER = logging.getLogger(__name__)
@@ -440,5 +440,5 @@ class DashScopeTtsProvider(TtsProvider):
         voice = options.voice or self._default_voice
         encoded = _ENCODED_FORMATS[encoding][self.audio_format.rate]
         synthesis = _Synthesis(self._config, self._deadlines, key, voice, None, encoded)
-        async for chunk in stream_audio(synthesis, one_piece(text)):
+        async for chunk in stream_audio(synthesis, WholeText(text)):
             yield chunk

@@ -29,6 +29,7 @@ from .base import (
     TtsProvider,
     Voice,
 )
+from .text import WholeText
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -296,10 +297,11 @@ class _Recording:
     """
 
     def __init__(self, source: AsyncIterator[str]) -> None:
+        self._whole = source.text if isinstance(source, WholeText) else None
         self._pieces: list[str] = []
         self._ended = False
         self._changed = asyncio.Event()
-        self._pump = asyncio.ensure_future(self._read(source))
+        self._pump = None if self._whole is not None else asyncio.ensure_future(self._read(source))
 
     async def _read(self, source: AsyncIterator[str]) -> None:
         try:
@@ -310,13 +312,18 @@ class _Recording:
             self._ended = True
             self._changed.set()
 
-    async def replay(self) -> AsyncIterator[str]:
+    def replay(self) -> AsyncIterator[str]:
+        """The text from the start: whole again when it came whole."""
+        return self._replay() if self._whole is None else WholeText(self._whole)
+
+    async def _replay(self) -> AsyncIterator[str]:
         index = 0
         while True:
             while index < len(self._pieces):
                 yield self._pieces[index]
                 index += 1
             if self._ended:
+                assert self._pump is not None
                 if self._pump.done() and not self._pump.cancelled():
                     self._pump.result()  # the source's own failure, if any
                 return
@@ -324,7 +331,8 @@ class _Recording:
             await self._changed.wait()
 
     def close(self) -> None:
-        self._pump.cancel()
+        if self._pump is not None:
+            self._pump.cancel()
 
 
 class FailoverTts(_Chain[TtsProvider], TtsProvider):

@@ -37,6 +37,7 @@ from .supervisor import (
     WorkerStartError,
     WorkerStats,
 )
+from .text import WholeText
 from .worker_ipc import Message, WorkerSpec
 
 # The worker's own timeout error normally comes first; this one is for a worker that hangs.
@@ -164,7 +165,8 @@ class IsolatedTts(TtsProvider):
     def synthesize(
         self, text: AsyncIterator[str], options: SynthesisOptions
     ) -> AsyncIterator[bytes]:
-        return self._speak(options, None, text)
+        # A whole text goes with the request: no round trips to pump it piece by piece.
+        return self._speak(options, None, text.text if isinstance(text, WholeText) else text)
 
     def encoded_formats(self) -> frozenset[EncodedAudio]:
         return self._encoded

@@ -105,6 +105,20 @@ def stable_prefix(previous: str, current: str) -> str:
     return prefix
 
 
-async def one_piece(text: str) -> AsyncIterator[str]:
-    """A text that arrives whole, for interfaces that take streamed text."""
-    yield text
+class WholeText(AsyncIterator[str]):
+    """A text that arrives whole, for interfaces that take streamed text. Its ``text`` lets
+    whoever passes it on (failover, a worker's stand-in) hand it over whole, with no
+    piece-by-piece streaming."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._given = False
+
+    async def __anext__(self) -> str:
+        if self._given:
+            raise StopAsyncIteration
+        self._given = True
+        return self.text
+
+    async def aclose(self) -> None:
+        self._given = True

@@ -25,6 +25,7 @@ from .. import logs
 from ..bridge import calls_still_running
 from ..errors import ErrorCode, ProviderError
 from .base import AsrProvider, EncodedAudio, SynthesisOptions, TtsProvider
+from .text import WholeText
 from .worker_ipc import Message, WorkerSpec, encode, read_message
 
 _LOGGER = logging.getLogger("satellite.providers.worker")  # __name__ is __main__ when run
@@ -167,10 +168,12 @@ class _Server:
         options = SynthesisOptions(
             voice=voice, ssml=ssml, on_speaker=lambda name, v: self.send("speaker", rid, name, v)
         )
-        if encoding is None:
-            audio = provider.synthesize(pieces(), options)
-        else:
+        if encoding is not None:
             audio = provider.synthesize_encoded(whole_text or "", options, encoding)
+        elif whole_text is not None:
+            audio = provider.synthesize(WholeText(whole_text), options)
+        else:
+            audio = provider.synthesize(pieces(), options)
         try:
             async with contextlib.aclosing(audio):
                 async for chunk in audio:

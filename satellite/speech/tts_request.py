@@ -17,7 +17,7 @@ from wyoming.tts import SynthesizeStopped, SynthesizeTextFormat
 
 from ..buffers import BoundedQueue, BufferFull
 from ..providers.base import SynthesisOptions, TtsProvider
-from ..providers.text import one_piece
+from ..providers.text import WholeText
 from ..wyoming_handler import BadRequest, GuardedHandler
 from .requests import ClientRequests
 
@@ -71,7 +71,7 @@ class TtsRequests:
     def synthesize(self, data: dict) -> None:
         """A whole text (``synthesize``)."""
         if self._stream is None:  # inside a stream it only repeats the chunks: ignore
-            self._start(data, one_piece(_text_field(data, "text")))
+            self._start(data, WholeText(_text_field(data, "text")))
 
     def start_stream(self, data: dict) -> None:
         if self._stream is not None:
