@@ -35,6 +35,7 @@ from .config import (
 )
 from .config_warnings import config_warnings
 from .connections import Connections, MakeHandler
+from .memory import return_freed_memory
 from .recording import Recorder
 from .systemd import Notifier
 
@@ -324,9 +325,10 @@ class Daemon:
             self._systemd.ready(self._status())
             watchdog = asyncio.create_task(self._systemd.feed_watchdog(), name="watchdog")
             reports = asyncio.create_task(self._report_status(), name="status")
+            trims = asyncio.create_task(return_freed_memory(), name="memory")
             await self._stop.wait()
-            watchdog.cancel()
-            reports.cancel()
+            for task in (watchdog, reports, trims):
+                task.cancel()
             _LOGGER.info("stopping")
             self._systemd.stopping()
             await self._drain()
