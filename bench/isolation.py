@@ -1,7 +1,8 @@
 """What running the SDKs in worker processes costs: ``providers.isolation`` inline vs process.
 
 The daemon process runs against the fake providers (each answering after a fixed delay),
-once per isolation and cloud (ASR and TTS on the same cloud). Prints, per setup: the time
+once per isolation and setup (every provider path: each cloud's ASR and TTS models, both
+roles on one daemon). Prints, per setup: the time
 to listening, TTS request -> first audio-chunk, ASR audio-stop -> transcript (the audio sent
 in real time), CPU seconds per request and RSS of the daemon and its workers together (and
 of the daemon alone), and, for process isolation, how long after a worker is killed the
@@ -15,16 +16,17 @@ import argparse
 import asyncio
 import os
 import signal
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.paths import Fakes, asr_latency, config, running_fakes, summary, tts_latency
 from bench.proc import family_cpu_seconds, family_mb, status_mb
+from bench.speech_endpoint import percentile
 from tests.e2e.daemon import Daemon, workers_of
 from tests.wyoming_client import connect, read, send_utterance
-
-CLOUDS = ("azure", "dashscope")
 
 
 async def recovery_ms(daemon: Daemon) -> float:
@@ -41,8 +43,40 @@ async def recovery_ms(daemon: Daemon) -> float:
     return (time.monotonic() - killed) * 1000
 
 
-async def bench(fakes: Fakes, workdir: Path, cloud: str, isolation: str, args) -> None:
-    text = config(fakes, cloud, cloud, 1, isolation=isolation)
+@dataclass(frozen=True)
+class Setup:
+    """One cloud's provider paths, both roles on one daemon: ``models`` picks the paths."""
+
+    label: str
+    provider: str
+    models: dict[str, str] = field(default_factory=dict)
+
+
+SETUPS = [
+    Setup("Azure", "azure"),
+    Setup("DashScope CosyVoice + paraformer", "dashscope"),
+    Setup(
+        "DashScope Qwen realtime",
+        "dashscope",
+        {"tts": "qwen3-tts-flash-realtime", "asr": "qwen3-asr-flash-realtime"},
+    ),
+    Setup("DashScope Qwen HTTP TTS + paraformer", "dashscope", {"tts": "qwen3-tts-flash"}),
+]
+
+
+@dataclass
+class Figures:
+    """What one daemon measured: TTS request -> first audio-chunk and ASR audio-stop ->
+    transcript, in ms."""
+
+    tts: list[float]
+    asr: list[float]
+
+
+async def bench(fakes: Fakes, workdir: Path, setup: Setup, isolation: str, args) -> Figures:
+    text = config(
+        fakes, setup.provider, setup.provider, 1, models=setup.models, isolation=isolation
+    )
     daemon = Daemon(workdir, text)
     try:
         ready = daemon.wait_listening(60)
@@ -57,11 +91,24 @@ async def bench(fakes: Fakes, workdir: Path, cloud: str, isolation: str, args) -
     finally:
         daemon.stop()
     print(
-        f"  {cloud:9} {isolation:7} ready {ready * 1000:5.0f} ms | TTS {summary(to_chunk)}"
+        f"  {isolation:7} ready {ready * 1000:5.0f} ms | TTS {summary(to_chunk)}"
         f" | ASR {summary(latency)} | CPU {cpu:.3f} s/request | RSS {rss:5.1f} MB"
         f" (daemon {own:5.1f})"
         + ("" if recovered is None else f" | killed worker -> next transcript {recovered:.0f} ms")
     )
+    return Figures(to_chunk, latency)
+
+
+def overhead(inline: Figures, process: Figures) -> str:
+    """What the worker adds at p50 / p95."""
+
+    def added(role: str) -> str:
+        a, b = getattr(inline, role), getattr(process, role)
+        p50 = statistics.median(b) - statistics.median(a)
+        p95 = percentile(b, 0.95) - percentile(a, 0.95)
+        return f"{role.upper()} {p50:+.1f} / {p95:+.1f} ms"
+
+    return f"  the worker adds, p50 / p95: {added('tts')}, {added('asr')}"
 
 
 async def main() -> None:
@@ -74,9 +121,11 @@ async def main() -> None:
     args = parser.parse_args()
     with running_fakes(args.delay) as fakes, tempfile.TemporaryDirectory() as tmp:
         print(f"providers.isolation ({os.cpu_count()} CPUs, fake delay {args.delay} s)")
-        for cloud in CLOUDS:
-            for isolation in ("inline", "process"):
-                await bench(fakes, Path(tmp), cloud, isolation, args)
+        for setup in SETUPS:
+            print(setup.label)
+            inline = await bench(fakes, Path(tmp), setup, "inline", args)
+            process = await bench(fakes, Path(tmp), setup, "process", args)
+            print(overhead(inline, process))
 
 
 if __name__ == "__main__":
