@@ -2,10 +2,10 @@
 
 The daemon process runs against the fake providers (each answering after a fixed delay),
 once per isolation and setup (every provider path: each cloud's ASR and TTS models, both
-roles on one daemon). Prints, per setup: the time
-to listening, TTS request -> first audio-chunk, ASR audio-stop -> transcript (the audio sent
-in real time), CPU seconds per request and RSS of the daemon and its workers together (and
-of the daemon alone), and, for process isolation, how long after a worker is killed the
+roles on one daemon). Prints, per setup: the time to listening, TTS request -> first
+audio-chunk, ASR audio-stop -> transcript (the audio sent in real time), CPU seconds per
+request, the RSS of the daemon and its workers together after the requests and at its peak
+(and of the daemon alone), and, for process isolation, how long after a worker is killed the
 next request is answered.
 Run: .venv/bin/python -m bench.isolation [--runs N] [--delay S] [--asr-seconds S]
 """
@@ -86,29 +86,25 @@ async def bench(fakes: Fakes, workdir: Path, setup: Setup, isolation: str, args)
         to_chunk, _ = await tts_latency(daemon.port, args.runs, None)
         latency = await asr_latency(daemon.port, args.runs, args.asr_seconds)
         cpu = (family_cpu_seconds(pid) - started) / (2 * args.runs)
-        rss, own = family_mb(pid, "VmRSS"), status_mb(pid, "VmRSS")
+        rss, peak = family_mb(pid, "VmRSS"), family_mb(pid, "VmHWM")
+        own = status_mb(pid, "VmRSS")
         recovered = await recovery_ms(daemon) if isolation == "process" else None
     finally:
         daemon.stop()
     print(
         f"  {isolation:7} ready {ready * 1000:5.0f} ms | TTS {summary(to_chunk)}"
         f" | ASR {summary(latency)} | CPU {cpu:.3f} s/request | RSS {rss:5.1f} MB"
-        f" (daemon {own:5.1f})"
+        f" (daemon {own:5.1f}), peak {peak:5.1f} MB"
         + ("" if recovered is None else f" | killed worker -> next transcript {recovered:.0f} ms")
     )
     return Figures(to_chunk, latency)
 
 
-def overhead(inline: Figures, process: Figures) -> str:
-    """What the worker adds at p50 / p95."""
-
-    def added(role: str) -> str:
-        a, b = getattr(inline, role), getattr(process, role)
-        p50 = statistics.median(b) - statistics.median(a)
-        p95 = percentile(b, 0.95) - percentile(a, 0.95)
-        return f"{role.upper()} {p50:+.1f} / {p95:+.1f} ms"
-
-    return f"  the worker adds, p50 / p95: {added('tts')}, {added('asr')}"
+def added(inline: list[float], process: list[float]) -> str:
+    """What the worker adds to a latency, at p50 / p95."""
+    p50 = statistics.median(process) - statistics.median(inline)
+    p95 = percentile(process, 0.95) - percentile(inline, 0.95)
+    return f"{p50:+.1f} / {p95:+.1f} ms"
 
 
 async def main() -> None:
@@ -125,7 +121,10 @@ async def main() -> None:
             print(setup.label)
             inline = await bench(fakes, Path(tmp), setup, "inline", args)
             process = await bench(fakes, Path(tmp), setup, "process", args)
-            print(overhead(inline, process))
+            print(
+                f"  the worker adds, p50 / p95: TTS {added(inline.tts, process.tts)},"
+                f" ASR {added(inline.asr, process.asr)}"
+            )
 
 
 if __name__ == "__main__":

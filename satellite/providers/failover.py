@@ -323,9 +323,9 @@ class _Recording:
                 yield self._pieces[index]
                 index += 1
             if self._ended:
-                assert self._pump is not None
-                if self._pump.done() and not self._pump.cancelled():
-                    self._pump.result()  # the source's own failure, if any
+                pump = self._pump  # there is one: a whole text is never replayed here
+                if pump is not None and pump.done() and not pump.cancelled():
+                    pump.result()  # the source's own failure, if any
                 return
             self._changed.clear()
             await self._changed.wait()
