@@ -206,7 +206,7 @@ class _FailoverAsrSession(AsrSession):
         self._audio: list[bytes] = []
         self._audio_bytes = 0
         self._replayable = True
-        self._produced = False  # the current provider has reported a partial
+        self._produced = False  # the current provider has reported a partial to the client
         self._errors: list[tuple[str, ProviderError]] = []
         self._order = iter(_candidates(owner._breakers))
         self._index = -1
@@ -224,7 +224,10 @@ class _FailoverAsrSession(AsrSession):
             breaker.begin()  # when every breaker is open, this is not a probe
             self._index, self._produced = index, False
             try:
-                self._session = await self._owner.members[index].open(self._language, self._partial)
+                # Hypotheses the client never sees are no output: without a listener the
+                # provider is not asked for them, and a failure later still fails over.
+                listener = self._partial if self._on_partial is not None else None
+                self._session = await self._owner.members[index].open(self._language, listener)
                 for pcm in self._audio:
                     await self._session.send(pcm)
                 return

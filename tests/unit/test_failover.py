@@ -85,8 +85,9 @@ class ScriptedAsrSession(AsrSession):
 
     async def send(self, pcm: bytes) -> None:
         self.audio += pcm
-        if self.provider.partial_then_fail and self.on_partial is not None:
-            self.on_partial("打开")
+        if self.provider.partial_then_fail:
+            if self.on_partial is not None:
+                self.on_partial("打开")
             raise ProviderError(ErrorCode.PROVIDER_FAILED, "connection lost")
 
     async def finish(self) -> AsrResult:
@@ -157,6 +158,13 @@ async def test_asr_failure_after_a_partial_is_an_error_not_a_failover():
         await session.send(bytes(320))
     assert caught.value.code == ErrorCode.PROVIDER_FAILED and heard == ["打开"]
     assert second.opened == 0
+
+
+async def test_asr_failure_after_a_partial_nobody_asked_for_still_fails_over():
+    first, second, chain = asr_chain()
+    first.partial_then_fail = True
+    assert await utterance(chain) == "azure heard 960 bytes"
+    assert second.received == [b"\x00" * 320 + b"\x01" * 320 + b"\x02" * 320]
 
 
 async def test_asr_every_provider_failing_names_each_reason():
