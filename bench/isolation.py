@@ -1,12 +1,12 @@
 """What running the SDKs in worker processes costs: ``providers.isolation`` inline vs process.
 
-The daemon process runs against the fake providers (each answering after a fixed delay),
-once per isolation and setup (every provider path: each cloud's ASR and TTS models, both
-roles on one daemon). Prints, per setup: the time to listening, TTS request -> first
-audio-chunk, ASR audio-stop -> transcript (the audio sent in real time), CPU seconds per
-request, the RSS of the daemon and its workers together after the requests and at its peak
-(and of the daemon alone), and, for process isolation, how long after a worker is killed the
-next request is answered.
+Per setup (every provider path: each cloud's ASR and TTS models, both roles on one daemon)
+an inline and a process daemon run side by side against the fake providers (each answering
+after a fixed delay), their requests taking turns. Prints, per setup: the time to
+listening, TTS request -> first audio-chunk, ASR audio-stop -> transcript (the audio sent
+in real time), CPU seconds per request, the memory of the daemon and its worker processes
+together (RSS, and PSS: shared pages counted once) and of the daemon alone, and, for
+process isolation, how long after a worker is killed the next request is answered.
 Run: .venv/bin/python -m bench.isolation [--runs N] [--delay S] [--asr-seconds S]
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.paths import Fakes, asr_latency, config, running_fakes, summary, tts_latency
-from bench.proc import family_cpu_seconds, family_mb, status_mb
+from bench.proc import family_cpu_seconds, family_mb, family_pss_mb, status_mb
 from bench.speech_endpoint import percentile
 from tests.e2e.daemon import Daemon, workers_of
 from tests.wyoming_client import connect, read, send_utterance
@@ -64,40 +64,60 @@ SETUPS = [
 ]
 
 
+ISOLATIONS = ("inline", "process")
+
+
 @dataclass
 class Figures:
     """What one daemon measured: TTS request -> first audio-chunk and ASR audio-stop ->
     transcript, in ms."""
 
-    tts: list[float]
-    asr: list[float]
+    tts: list[float] = field(default_factory=list)
+    asr: list[float] = field(default_factory=list)
 
 
-async def bench(fakes: Fakes, workdir: Path, setup: Setup, isolation: str, args) -> Figures:
-    text = config(
-        fakes, setup.provider, setup.provider, 1, models=setup.models, isolation=isolation
-    )
-    daemon = Daemon(workdir, text)
+async def bench(fakes: Fakes, workdir: Path, setup: Setup, args) -> dict[str, Figures]:
+    """Both isolations side by side, their requests taking turns: whatever else the machine
+    does slows both alike, so what the worker adds stands out of the noise."""
+    daemons: dict[str, Daemon] = {}
+    ready: dict[str, float] = {}
+    figures = {isolation: Figures() for isolation in ISOLATIONS}
     try:
-        ready = daemon.wait_listening(60)
+        for isolation in ISOLATIONS:  # one at a time: neither slows the other's start
+            text = config(
+                fakes, setup.provider, setup.provider, 1, models=setup.models, isolation=isolation
+            )
+            (workdir / isolation).mkdir(exist_ok=True)
+            daemons[isolation] = daemon = Daemon(workdir / isolation, text)
+            ready[isolation] = daemon.wait_listening(60)
         await asyncio.sleep(1.0)  # warm connections open after the server listens
-        pid = daemon.process.pid
-        started = family_cpu_seconds(pid)
-        to_chunk, _ = await tts_latency(daemon.port, args.runs, None)
-        latency = await asr_latency(daemon.port, args.runs, args.asr_seconds)
-        cpu = (family_cpu_seconds(pid) - started) / (2 * args.runs)
-        rss, peak = family_mb(pid, "VmRSS"), family_mb(pid, "VmHWM")
-        own = status_mb(pid, "VmRSS")
-        recovered = await recovery_ms(daemon) if isolation == "process" else None
+        started = {name: family_cpu_seconds(d.process.pid) for name, d in daemons.items()}
+        for run in range(args.runs):
+            order = ISOLATIONS if run % 2 == 0 else ISOLATIONS[::-1]
+            for isolation in order:
+                to_chunk, _ = await tts_latency(daemons[isolation].port, 1, None)
+                figures[isolation].tts += to_chunk
+            for isolation in order:
+                port = daemons[isolation].port
+                figures[isolation].asr += await asr_latency(port, 1, args.asr_seconds)
+        for isolation, daemon in daemons.items():
+            pid = daemon.process.pid
+            cpu = (family_cpu_seconds(pid) - started[isolation]) / (2 * args.runs)
+            rss, pss = family_mb(pid, "VmRSS"), family_pss_mb(pid)
+            own = status_mb(pid, "VmRSS")
+            killed = ""
+            if isolation == "process":
+                killed = f" | killed worker -> next transcript {await recovery_ms(daemon):.0f} ms"
+            print(
+                f"  {isolation:7} ready {ready[isolation] * 1000:5.0f} ms"
+                f" | TTS {summary(figures[isolation].tts)} | ASR {summary(figures[isolation].asr)}"
+                f" | CPU {cpu:.3f} s/request | RSS {rss:5.1f} MB (daemon {own:5.1f}),"
+                f" PSS {pss:5.1f} MB{killed}"
+            )
     finally:
-        daemon.stop()
-    print(
-        f"  {isolation:7} ready {ready * 1000:5.0f} ms | TTS {summary(to_chunk)}"
-        f" | ASR {summary(latency)} | CPU {cpu:.3f} s/request | RSS {rss:5.1f} MB"
-        f" (daemon {own:5.1f}), peak {peak:5.1f} MB"
-        + ("" if recovered is None else f" | killed worker -> next transcript {recovered:.0f} ms")
-    )
-    return Figures(to_chunk, latency)
+        for daemon in daemons.values():
+            daemon.stop()
+    return figures
 
 
 def added(inline: list[float], process: list[float]) -> str:
@@ -119,8 +139,8 @@ async def main() -> None:
         print(f"providers.isolation ({os.cpu_count()} CPUs, fake delay {args.delay} s)")
         for setup in SETUPS:
             print(setup.label)
-            inline = await bench(fakes, Path(tmp), setup, "inline", args)
-            process = await bench(fakes, Path(tmp), setup, "process", args)
+            figures = await bench(fakes, Path(tmp), setup, args)
+            inline, process = figures["inline"], figures["process"]
             print(
                 f"  the worker adds, p50 / p95: TTS {added(inline.tts, process.tts)},"
                 f" ASR {added(inline.asr, process.asr)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.e2e.daemon import workers_of
+from tests.e2e.daemon import launchers_of, workers_of
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -26,6 +26,16 @@ def status_mb(pid: int, key: str) -> float:
     return float("nan")
 
 
+def pss_mb(pid: int) -> float:
+    """The proportional set size: resident memory, each page shared with other processes
+    (a worker and its launcher) counted in part, so that the sum over processes is what
+    they take together."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def cpu_seconds_with_children(pid: int) -> float:
     """User and system CPU seconds of the process and of the children it has waited for."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -33,14 +43,19 @@ def cpu_seconds_with_children(pid: int) -> float:
 
 
 def family(pid: int) -> list[int]:
-    """The daemon ``pid`` and its provider worker processes."""
-    return [pid, *workers_of(pid).values()]
+    """The daemon ``pid``, its workers' launchers and its provider worker processes."""
+    return [pid, *launchers_of(pid).values(), *workers_of(pid).values()]
 
 
 def family_cpu_seconds(pid: int) -> float:
     """CPU seconds of the daemon and its workers, children they have waited for included
     (a worker that died moves into the daemon's own figure when it is reaped)."""
     return sum(cpu_seconds_with_children(member) for member in family(pid))
+
+
+def family_pss_mb(pid: int) -> float:
+    """``pss_mb`` summed over the daemon, its launchers and its workers."""
+    return sum(pss_mb(member) for member in family(pid))
 
 
 def family_mb(pid: int, key: str) -> float:

@@ -62,7 +62,7 @@ from bench.satellite import COMMANDS, status_mb, thread_count, wait_for_log
 from bench.unit import unit_environment
 from satellite.providers.base import Deadlines
 from tests.audio.speech import BYTES_PER_SECOND, silence, speech_pcm
-from tests.e2e.daemon import Daemon, free_port, port_open, workers_of
+from tests.e2e.daemon import Daemon, free_port, launchers_of, port_open, workers_of
 from tests.wyoming_client import connect, send_utterance
 
 FAKE_DELAY_S = 0.05
@@ -635,7 +635,7 @@ satellite:
 @dataclass
 class Sample:
     rss_mb: float  # the daemon's own process
-    workers_mb: float  # its provider workers together
+    workers_mb: float  # its provider workers and their launchers together
     workers: int
     fds: int
     threads: int
@@ -645,7 +645,8 @@ class Sample:
     def read(cls, pid: int, quiet: bool) -> Sample:
         fds = len(os.listdir(f"/proc/{pid}/fd"))
         workers = workers_of(pid).values()
-        workers_mb = sum(status_mb(worker, "VmRSS") for worker in workers)
+        processes = [*launchers_of(pid).values(), *workers]
+        workers_mb = sum(status_mb(process, "VmRSS") for process in processes)
         return cls(status_mb(pid, "VmRSS"), workers_mb, len(workers), fds, thread_count(pid), quiet)
 
 

@@ -160,4 +160,5 @@ SPEC = ProviderSpec(
     tts=_azure_tts,
     voice_check=_azure_voice,
     language_check=_azure_language,
+    preload=("satellite.providers.azure_asr", "satellite.providers.azure_tts"),
 )

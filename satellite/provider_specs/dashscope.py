@@ -220,4 +220,14 @@ SPEC = ProviderSpec(
     asr=_dashscope_asr,
     tts=_dashscope_tts,
     voice_check=_dashscope_voice,
+    preload=tuple(
+        f"satellite.providers.{module}"
+        for module in (
+            "dashscope_asr",
+            "dashscope_realtime_asr",
+            "dashscope_tts",
+            "dashscope_realtime_tts",
+            "dashscope_http_tts",
+        )
+    ),
 )

@@ -45,6 +45,7 @@ class ProviderSpec:
     # ``speech.asr.language`` (a language or ``auto``) when this provider is in the ASR list.
     language_check: ChoiceCheck = _any_choice
     sdk: bool = True  # a cloud SDK: run in a worker process with ``providers.isolation: process``
+    preload: tuple[str, ...] = ()  # its modules, imported once by its workers' launcher
 
     @property
     def key_path(self) -> str | None:

@@ -17,8 +17,6 @@ import itertools
 import logging
 import os
 import signal
-import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import Any
 from .. import logs
 from ..errors import ErrorCode, ProviderError
 from .base import PartialCallback
+from .launcher import ForkedProcess, Launcher, exit_reason
 from .worker_ipc import Message, WorkerSpec, encode, read_message
 
 _LOGGER = logging.getLogger(__name__)
@@ -37,7 +36,6 @@ CLOSE_S = 4.0  # a worker asked to close gets this long, then it is killed
 PING_S = 1.0  # a worker suspected of hanging must answer a ping within this
 QUICK_DEATH_S = 10.0  # a worker that dies younger than this counts as a failure to start
 MAX_BACKOFF_S = 30.0  # the longest wait before the next try after failures in a row
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the worker runs this same code
 
 
 class WorkerStartError(ChildProcessError):
@@ -49,15 +47,6 @@ class WorkerStats:
     """What the daemon's workers have been through, for the status line."""
 
     restarts: int = 0  # replaced after dying or hanging
-
-
-def exit_reason(returncode: int) -> str:
-    """A process's end as the log says it: "SIGSEGV", "exit status 3"."""
-    if returncode < 0:
-        with contextlib.suppress(ValueError):
-            return signal.Signals(-returncode).name
-        return f"signal {-returncode}"
-    return f"exit status {returncode}"
 
 
 class Channel:
@@ -111,16 +100,18 @@ class WorkerProcess:
     def __init__(
         self,
         spec: WorkerSpec,
+        launcher: Launcher,
         on_exit: Callable[[WorkerProcess], None],
         on_request_end: Callable[[WorkerProcess], None],
     ) -> None:
         self.spec = spec
+        self._launcher = launcher
         self._on_exit = on_exit
         self._on_request_end = on_request_end
         self._ids = itertools.count(1)
         self._channels: dict[int, Channel] = {}
         self._pings: dict[int, asyncio.Future[None]] = {}
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: ForkedProcess | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader: asyncio.Task[None] | None = None
         self.pid = 0
@@ -137,27 +128,14 @@ class WorkerProcess:
 
     async def start(self) -> dict[str, Any]:
         """Start the process and build its provider: what the provider advertises."""
-        parent, child = socket.socketpair()
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "satellite.providers.worker",
-                str(child.fileno()),
-                self.spec.provider,  # names it in ps; nothing secret
-                pass_fds=(child.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,  # a terminal's Ctrl-C is for the daemon
-                env={**os.environ, "PYTHONPATH": _pythonpath()},
-            )
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()
+            async with asyncio.timeout(START_S):
+                self._process, sock = await self._launcher.spawn()
+        except (OSError, TimeoutError) as exc:
+            raise WorkerStartError(f"{self.spec.provider} worker did not start: {exc}") from None
         self.pid = self._process.pid
         try:
-            reader, self._writer = await asyncio.open_unix_connection(sock=parent)
+            reader, self._writer = await asyncio.open_unix_connection(sock=sock)
             self._writer.write(encode(("init", 0, self.spec)))
             async with asyncio.timeout(START_S):
                 reply = await read_message(reader)
@@ -285,8 +263,6 @@ class WorkerProcess:
         if self._process is None or self._process.returncode is not None:
             return
         self.killed_for = self.killed_for or reason
-        # Not Process.kill(): it polls first and may reap a worker that has just exited,
-        # leaving asyncio to report exit status 255 instead of its own.
         with contextlib.suppress(ProcessLookupError):
             os.kill(self._process.pid, signal.SIGKILL)
 
@@ -308,11 +284,6 @@ class WorkerProcess:
                     await self.exited.wait()
 
 
-def _pythonpath() -> str:
-    existing = os.environ.get("PYTHONPATH")
-    return f"{_PACKAGE_ROOT}{os.pathsep}{existing}" if existing else _PACKAGE_ROOT
-
-
 @dataclass(frozen=True)
 class Limits:
     """When a worker is recycled (0: never)."""
@@ -326,6 +297,7 @@ class Supervisor:
 
     def __init__(self, spec: WorkerSpec, limits: Limits, stats: WorkerStats) -> None:
         self.spec = spec
+        self._launcher = Launcher(spec.provider)
         self._limits = limits
         self._stats = stats
         self._current: WorkerProcess | None = None
@@ -360,7 +332,7 @@ class Supervisor:
         self._replace(self._restart())
 
     async def _spawn(self) -> tuple[WorkerProcess, dict[str, Any]]:
-        worker = WorkerProcess(self.spec, self._exited, self._request_ended)
+        worker = WorkerProcess(self.spec, self._launcher, self._exited, self._request_ended)
         return worker, await worker.start()
 
     async def worker(self, timeout: float) -> WorkerProcess:
@@ -517,3 +489,4 @@ class Supervisor:
             task.cancel()
         workers = [w for w in (self._current, *self._retiring) if w is not None]
         await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
+        await self._launcher.close()

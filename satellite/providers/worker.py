@@ -1,11 +1,11 @@
-"""A provider worker: one provider's SDK in a process of its own (``python -m
-satellite.providers.worker FD NAME``), serving the daemon's requests over the socket ``FD``.
+"""A provider worker: one provider's SDK in a process of its own, serving the daemon's
+requests over a socket.
 
-The daemon starts it as a fresh interpreter and supervises it (see ``supervisor.py``): a
-native crash or a leak in the SDK costs this process, never the daemon. It builds the
-provider's ASR and/or TTS from the spec the daemon sends first, answers ``ready`` with
-what they advertise, opens their warm connections, and serves any number of concurrent
-requests until the daemon asks it to close or goes away.
+Its launcher (``fork_server.py``) forks it, and the daemon supervises it (see
+``supervisor.py``): a native crash or a leak in the SDK costs this process, never the
+daemon. It builds the provider's ASR and/or TTS from the spec the daemon sends first,
+answers ``ready`` with what they advertise, opens their warm connections, and serves any
+number of concurrent requests until the daemon asks it to close or goes away.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .base import AsrProvider, EncodedAudio, SynthesisOptions, TtsProvider
 from .text import WholeText
 from .worker_ipc import Message, WorkerSpec, encode, read_message
 
-_LOGGER = logging.getLogger("satellite.providers.worker")  # __name__ is __main__ when run
+_LOGGER = logging.getLogger(__name__)
 
 # Closing the provider when asked to, and blocked SDK calls at exit: bounded like the daemon's.
 CLOSE_S = 3.0
@@ -230,18 +230,22 @@ async def _serve(fd: int) -> None:
         writer.close()
 
 
-def main(argv: list[str]) -> None:
-    """Serve until the daemon closes the socket; signals meant for the daemon (a terminal's
-    Ctrl-C, systemd's stop) are left to it: it drains, then closes its workers."""
+def prepare_process() -> None:
+    """Die with the parent (the daemon, or a worker's launcher), and leave the signals meant
+    for the daemon (a terminal's Ctrl-C, systemd's stop) to it: it drains, then closes its
+    workers."""
     _die_with_parent()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
-    asyncio.run(_serve(int(argv[0])))
+
+
+def run(fd: int) -> None:
+    """Serve the daemon over the socket ``fd`` until it closes it."""
+    parent = os.getppid()
+    prepare_process()
+    if os.getppid() != parent:  # the launcher died before the kernel would have told us
+        return
+    asyncio.run(_serve(fd))
     calls_still_running(EXIT_GRACE_S)  # an SDK call we gave up on must not hold the exit
     logging.shutdown()
     sys.stderr.flush()
-    os._exit(0)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -34,6 +34,11 @@ class WorkerSpec:
     log_format: LogFormat
 
 
+def process_title(provider: str, role: str) -> str:
+    """How ``ps`` and ``systemctl status`` name a provider's worker or its launcher."""
+    return f"voice-satellite {provider} {role}"
+
+
 def encode(message: Message) -> bytes:
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return _LENGTH.pack(len(payload)) + payload

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,18 +30,39 @@ def port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def workers_of(pid: int) -> dict[str, int]:
-    """The worker processes of the daemon ``pid``: provider -> pid."""
-    found: dict[str, int] = {}
+def _processes() -> dict[int, tuple[int, list[str]]]:
+    """Every process: pid -> (parent pid, its command line's words)."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
+            words = (stat.parent / "cmdline").read_bytes().split(b"\0")[0].decode().split()
+        except (OSError, ValueError, IndexError, UnicodeDecodeError):
             continue
-        if parent == pid and b"satellite.providers.worker" in argv:
-            found[argv[4].decode()] = int(stat.parent.name)
+        found[int(stat.parent.name)] = (parent, words)
     return found
+
+
+def _titled(role: str, parent_of: Callable[[int], bool]) -> dict[str, int]:
+    """The processes titled "voice-satellite <provider> <role>" whose parent passes
+    ``parent_of``: provider -> pid."""
+    return {
+        words[1]: pid
+        for pid, (parent, words) in _processes().items()
+        if len(words) == 3 and words[0] == "voice-satellite" and words[2] == role
+        and parent_of(parent)
+    }  # fmt: skip
+
+
+def launchers_of(pid: int) -> dict[str, int]:
+    """The worker launchers of the daemon ``pid``: provider -> pid."""
+    return _titled("launcher", lambda parent: parent == pid)
+
+
+def workers_of(pid: int) -> dict[str, int]:
+    """The worker processes of the daemon ``pid`` (forked by its launchers): provider -> pid."""
+    launchers = set(launchers_of(pid).values())
+    return _titled("worker", lambda parent: parent in launchers)
 
 
 class Daemon:

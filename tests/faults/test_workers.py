@@ -26,7 +26,15 @@ from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
 from satellite.providers.supervisor import MAX_BACKOFF_S
 from tests.audio.speech import silence, write_wav
-from tests.e2e.daemon import REPO, TEST_KEYS, Daemon, free_port, port_open, workers_of
+from tests.e2e.daemon import (
+    REPO,
+    TEST_KEYS,
+    Daemon,
+    free_port,
+    launchers_of,
+    port_open,
+    workers_of,
+)
 from tests.fakes.azure import FakeAzure
 from tests.fakes.dashscope import FakeDashScope
 from tests.faults.clouds import (
@@ -78,9 +86,10 @@ def isolated_daemon(
         daemon.wait_listening()
         yield daemon
         assert daemon.process.poll() is None, f"the daemon died:\n{daemon.logs()}"
-        workers = workers_of(daemon.process.pid)
+        children = [*launchers_of(daemon.process.pid).values()]
+        children += workers_of(daemon.process.pid).values()
         assert daemon.stop() == 0, daemon.logs()
-        for pid in workers.values():
+        for pid in children:
             assert _gone(pid), daemon.logs()
         check_log(daemon.logs())
     finally:
@@ -172,6 +181,21 @@ async def test_a_worker_killed_mid_recognition_ends_its_request_and_is_replaced(
         assert daemon.logs().count("azure worker died (SIGKILL); restarting") == 1
 
 
+async def test_a_killed_launcher_takes_its_worker_and_both_come_back(tmp_path):
+    with FakeAzure() as fake, isolated_daemon(tmp_path, config_for(fake) + ISOLATED) as daemon:
+        cloud = azure_cloud(fake, daemon)
+        launcher = launchers_of(daemon.process.pid)["azure"]
+        pid = workers_of(daemon.process.pid)["azure"]
+        os.kill(launcher, signal.SIGKILL)
+        replaced(daemon, "azure", pid)
+        assert launchers_of(daemon.process.pid)["azure"] != launcher
+        await check_answer(cloud, "asr")
+        await check_answer(cloud, "tts")
+        logs = daemon.logs()
+        assert "azure worker launcher ended (SIGKILL) and its worker with it" in logs
+        assert logs.count("azure worker died (SIGKILL); restarting") == 1
+
+
 async def test_a_worker_killed_mid_synthesis_ends_its_request_and_is_replaced(tmp_path):
     with (
         FakeAzure(pace=1.0) as fake,
@@ -200,14 +224,17 @@ async def test_a_worker_killed_mid_synthesis_ends_its_request_and_is_replaced(tm
 
 def breakable_workers(workdir: Path) -> tuple[dict[str, str], Path]:
     """The environment of a daemon whose new workers exit at once (status 3) while the
-    returned file exists, as after an SDK upgrade that broke its import."""
+    returned file exists, as when an SDK cannot start in a new process."""
     site = workdir / "site"
     site.mkdir()
     broken = workdir / "workers-broken"
     (site / "sitecustomize.py").write_text(
         "import os, sys\n"
-        f"if 'satellite.providers.worker' in sys.orig_argv and os.path.exists({str(broken)!r}):\n"
-        "    os._exit(3)\n"
+        "def _broken():\n"
+        f"    if os.path.exists({str(broken)!r}):\n"
+        "        os._exit(3)\n"
+        "if 'satellite.providers.fork_server' in sys.orig_argv:\n"
+        "    os.register_at_fork(after_in_child=_broken)\n"
     )
     return {"PYTHONPATH": str(site)}, broken
 
@@ -394,7 +421,7 @@ async def test_on_sigterm_to_every_process_a_synthesis_in_flight_still_finishes(
         daemon = Daemon(tmp_path, config_for(fake) + ISOLATED)
         try:
             daemon.wait_listening()
-            workers = workers_of(daemon.process.pid)
+            workers = {**launchers_of(daemon.process.pid), **workers_of(daemon.process.pid)}
             client = await connect(daemon.port)
             await client.write_event(SynthesizeStart().event())
             await client.write_event(SynthesizeChunk(text="An answer to finish. ").event())

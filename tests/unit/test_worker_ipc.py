@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import struct
 
-from satellite.providers.supervisor import exit_reason
+from satellite.providers.launcher import exit_reason
 from satellite.providers.worker_ipc import MAX_FRAME_BYTES, encode, read_message
 
 
