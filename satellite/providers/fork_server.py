@@ -9,8 +9,9 @@ launcher and its worker. The launcher starts no thread and no event loop: a fork
 
 Over the socket ``FD`` (SOCK_SEQPACKET, one pickled tuple per message) the daemon sends
 ``("spawn",)`` with the new worker's socket attached; the launcher answers ``("spawned",
-pid)``, and ``("exited", pid, returncode)`` when it has reaped a worker. It exits when the
-daemon closes the socket; its workers are killed by the kernel when it dies.
+pid)`` (or ``("failed", reason)``), and ``("exited", pid, returncode)`` when it has reaped
+a worker. It exits when the daemon closes the socket; its workers are killed by the kernel
+when it dies.
 """
 
 from __future__ import annotations
@@ -81,7 +82,12 @@ class _Launcher:
             return False
         if not fds:
             return True
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of memory or processes: this worker only
+            os.close(fds[0])
+            self._send("failed", f"cannot fork: {exc.strerror}")
+            return True
         if pid == 0:
             self._become_worker(fds[0])
         os.close(fds[0])

@@ -70,10 +70,6 @@ class Launcher:
         self._children: dict[int, ForkedProcess] = {}
         self._lock = asyncio.Lock()
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
     async def spawn(self) -> tuple[ForkedProcess, socket.socket]:
         """A new worker, and the daemon's end of its socket (OSError if none can start)."""
         async with self._lock:
@@ -130,6 +126,9 @@ class Launcher:
                     self._children[answer[1]] = child = ForkedProcess(answer[1])
                     if not (waiting := self._spawned.popleft()).done():
                         waiting.set_result(child)
+                elif answer[0] == "failed" and self._spawned:
+                    if not (waiting := self._spawned.popleft()).done():
+                        waiting.set_exception(OSError(answer[1]))
                 elif answer[0] == "exited" and (child := self._children.pop(answer[1], None)):
                     child.ended(answer[2])
         except OSError:
