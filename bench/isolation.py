@@ -2,7 +2,7 @@
 
 Per setup (every provider path: each cloud's ASR and TTS models, both roles on one daemon)
 an inline and a process daemon run side by side against the fake providers (each answering
-after a fixed delay), their requests taking turns. Prints, per setup: the time to
+after a fixed delay), taking turns by blocks of 10 requests. Prints, per setup: the time to
 listening, TTS request -> first audio-chunk, ASR audio-stop -> transcript (the audio sent
 in real time), CPU seconds per request, the memory of the daemon and its worker processes
 together (RSS, and PSS: shared pages counted once) and of the daemon alone, and, for
@@ -65,6 +65,10 @@ SETUPS = [
 
 
 ISOLATIONS = ("inline", "process")
+# The daemons take turns by blocks of requests, each after a pause: the other daemon's work
+# after its last request (a warm connection reopened) must not fall into this one's.
+BLOCK = 10
+SETTLE_S = 0.5
 
 
 @dataclass
@@ -77,8 +81,8 @@ class Figures:
 
 
 async def bench(fakes: Fakes, workdir: Path, setup: Setup, args) -> dict[str, Figures]:
-    """Both isolations side by side, their requests taking turns: whatever else the machine
-    does slows both alike, so what the worker adds stands out of the noise."""
+    """Both isolations side by side, taking turns: whatever else the machine does slows both
+    alike, so what the worker adds stands out of the noise."""
     daemons: dict[str, Daemon] = {}
     ready: dict[str, float] = {}
     figures = {isolation: Figures() for isolation in ISOLATIONS}
@@ -92,14 +96,14 @@ async def bench(fakes: Fakes, workdir: Path, setup: Setup, args) -> dict[str, Fi
             ready[isolation] = daemon.wait_listening(60)
         await asyncio.sleep(1.0)  # warm connections open after the server listens
         started = {name: family_cpu_seconds(d.process.pid) for name, d in daemons.items()}
-        for run in range(args.runs):
-            order = ISOLATIONS if run % 2 == 0 else ISOLATIONS[::-1]
+        for block in range(0, args.runs, BLOCK):
+            runs = min(BLOCK, args.runs - block)
+            order = ISOLATIONS if block % (2 * BLOCK) == 0 else ISOLATIONS[::-1]
             for isolation in order:
-                to_chunk, _ = await tts_latency(daemons[isolation].port, 1, None)
-                figures[isolation].tts += to_chunk
-            for isolation in order:
+                await asyncio.sleep(SETTLE_S)
                 port = daemons[isolation].port
-                figures[isolation].asr += await asr_latency(port, 1, args.asr_seconds)
+                figures[isolation].tts += (await tts_latency(port, runs, None))[0]
+                figures[isolation].asr += await asr_latency(port, runs, args.asr_seconds)
         for isolation, daemon in daemons.items():
             pid = daemon.process.pid
             cpu = (family_cpu_seconds(pid) - started[isolation]) / (2 * args.runs)
