@@ -8,6 +8,7 @@ in real time), CPU seconds per request, the memory of the daemon and its worker 
 together (RSS, and PSS: shared pages counted once) and of the daemon alone, and, for
 process isolation, how long after a worker is killed the next request is answered.
 Run: .venv/bin/python -m bench.isolation [--runs N] [--delay S] [--asr-seconds S]
+[--setups azure,cosyvoice,realtime,http]
 """
 
 from __future__ import annotations
@@ -47,20 +48,22 @@ async def recovery_ms(daemon: Daemon) -> float:
 class Setup:
     """One cloud's provider paths, both roles on one daemon: ``models`` picks the paths."""
 
+    key: str  # its name for --setups
     label: str
     provider: str
     models: dict[str, str] = field(default_factory=dict)
 
 
 SETUPS = [
-    Setup("Azure", "azure"),
-    Setup("DashScope CosyVoice + paraformer", "dashscope"),
+    Setup("azure", "Azure", "azure"),
+    Setup("cosyvoice", "DashScope CosyVoice + paraformer", "dashscope"),
     Setup(
+        "realtime",
         "DashScope Qwen realtime",
         "dashscope",
         {"tts": "qwen3-tts-flash-realtime", "asr": "qwen3-asr-flash-realtime"},
     ),
-    Setup("DashScope Qwen HTTP TTS + paraformer", "dashscope", {"tts": "qwen3-tts-flash"}),
+    Setup("http", "DashScope Qwen HTTP TTS + paraformer", "dashscope", {"tts": "qwen3-tts-flash"}),
 ]
 
 
@@ -138,10 +141,19 @@ async def main() -> None:
     parser.add_argument(
         "--asr-seconds", type=float, default=1.0, help="audio per ASR request, sent in real time"
     )
+    keys = [setup.key for setup in SETUPS]
+    parser.add_argument(
+        "--setups",
+        type=lambda text: text.split(","),
+        default=keys,
+        help=f"comma-separated, from {','.join(keys)} (default: all)",
+    )
     args = parser.parse_args()
+    if unknown := set(args.setups) - set(keys):
+        parser.error(f"unknown setup {', '.join(sorted(unknown))}; choose from {', '.join(keys)}")
     with running_fakes(args.delay) as fakes, tempfile.TemporaryDirectory() as tmp:
         print(f"providers.isolation ({os.cpu_count()} CPUs, fake delay {args.delay} s)")
-        for setup in SETUPS:
+        for setup in (setup for setup in SETUPS if setup.key in args.setups):
             print(setup.label)
             figures = await bench(fakes, Path(tmp), setup, args)
             inline, process = figures["inline"], figures["process"]
