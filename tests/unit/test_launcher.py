@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 
 from satellite.providers.launcher import Launcher
@@ -28,6 +29,15 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+async def assert_titled(pid: int, title: str) -> None:
+    """The process is titled ``title`` within WAIT_S (a new fork renames itself just after
+    the launcher has answered)."""
+    deadline = time.monotonic() + WAIT_S
+    while (seen := title_of(pid)) != title and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert seen == title
+
+
 async def until_gone(pid: int) -> None:
     async with asyncio.timeout(WAIT_S):
         while alive(pid):
@@ -38,7 +48,7 @@ async def test_a_forked_worker_is_named_and_its_crash_reported_with_its_signal()
     launcher = Launcher("espeak")  # no SDK to import: a quick start
     try:
         worker, sock = await launcher.spawn()
-        assert title_of(worker.pid) == "voice-satellite espeak worker"
+        await assert_titled(worker.pid, "voice-satellite espeak worker")
         launcher_pid = parent_of(worker.pid)
         assert title_of(launcher_pid) == "voice-satellite espeak launcher"
         os.kill(worker.pid, signal.SIGSEGV)
