@@ -57,9 +57,10 @@ class _Launcher:
         self._wake_write = wake_write
         signal.set_wakeup_fd(wake_write)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # reaped in the loop, woken by the fd
+        self._selector = selectors.DefaultSelector()
 
     def serve(self) -> None:
-        with selectors.DefaultSelector() as selector:
+        with self._selector as selector:
             selector.register(self._control, selectors.EVENT_READ)
             selector.register(self._wake_read, selectors.EVENT_READ)
             while True:
@@ -100,12 +101,15 @@ class _Launcher:
         try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            self._selector.close()
             self._control.close()
             os.close(self._wake_read)
             os.close(self._wake_write)
             setproctitle(process_title(self._provider, "worker"))
             worker.run(fd)
             code = 0
+        except BaseException:
+            _LOGGER.exception("%s worker failed", self._provider)
         finally:
             os._exit(code)
 
