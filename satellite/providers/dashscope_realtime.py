@@ -19,7 +19,7 @@ import websocket
 from ..bridge import CallbackQueue, run_blocking, run_blocking_detached
 from ..errors import ErrorCode, ProviderError
 from .base import CallClock, Deadlines
-from .dashscope_common import Failures, cut_websocket, shutdown_websocket
+from .dashscope_common import Failures, cut_websocket, half_close_websocket, shutdown_websocket
 from .warm_pool import WarmPool
 
 _LOGGER = logging.getLogger(__name__)
@@ -181,17 +181,17 @@ class RealtimeConnection:
     def cancel(self, *stops: Callable[[], object]) -> None:
         """Abandon the request (non-blocking): drop the calls still queued, send ``stops``
         (the SDK calls that tell the server to stop, e.g. clear the text, cancel the
-        response) right after the call running now, if any, then cut the connection. A
-        connection still open ``CANCEL_GRACE_SECONDS`` later (a send stuck on a dead
-        socket) is cut anyway. The connection is never used again: its server may still
-        be ending the response it was giving."""
+        response) right after the call running now, if any, then end what we send, so that
+        the server reads them and closes. A connection still open ``CANCEL_GRACE_SECONDS``
+        later (a send stuck on a dead socket, a server that does not close) is cut. The
+        connection is never used again: its server may still be ending its response."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._pending.clear()
             self._pending.extend(stops)
-            self._pending.append(functools.partial(shutdown_websocket, self.client.ws))
+            self._pending.append(functools.partial(half_close_websocket, self.client.ws))
             running, self._running = self._running, True
         if not running:
             run_blocking_detached(self._run_pending)
