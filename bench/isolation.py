@@ -5,7 +5,7 @@ an inline and a process daemon run side by side against the fake providers (each
 after a fixed delay), taking turns by blocks of 10 requests. Prints, per setup: the time to
 listening, TTS request -> first audio-chunk, ASR audio-stop -> transcript (the audio sent
 in real time), CPU seconds per request, the memory of the daemon and its worker processes
-together (RSS, and PSS: shared pages counted once) and of the daemon alone, and, for
+together (RSS, its peak, and PSS: shared pages counted once) and of the daemon alone, and, for
 process isolation, how long after a worker is killed the next request is answered.
 Run: .venv/bin/python -m bench.isolation [--runs N] [--delay S] [--asr-seconds S]
 [--setups azure,cosyvoice,realtime,http]
@@ -110,7 +110,7 @@ async def bench(fakes: Fakes, workdir: Path, setup: Setup, args) -> dict[str, Fi
         for isolation, daemon in daemons.items():
             pid = daemon.process.pid
             cpu = (family_cpu_seconds(pid) - started[isolation]) / (2 * args.runs)
-            rss, pss = family_mb(pid, "VmRSS"), family_pss_mb(pid)
+            rss, peak, pss = family_mb(pid, "VmRSS"), family_mb(pid, "VmHWM"), family_pss_mb(pid)
             own = status_mb(pid, "VmRSS")
             killed = ""
             if isolation == "process":
@@ -119,7 +119,7 @@ async def bench(fakes: Fakes, workdir: Path, setup: Setup, args) -> dict[str, Fi
                 f"  {isolation:7} ready {ready[isolation] * 1000:5.0f} ms"
                 f" | TTS {summary(figures[isolation].tts)} | ASR {summary(figures[isolation].asr)}"
                 f" | CPU {cpu:.3f} s/request | RSS {rss:5.1f} MB (daemon {own:5.1f}),"
-                f" PSS {pss:5.1f} MB{killed}"
+                f" peak {peak:5.1f} MB, PSS {pss:5.1f} MB{killed}"
             )
     finally:
         for daemon in daemons.values():

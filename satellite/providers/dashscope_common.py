@@ -119,22 +119,23 @@ def shutdown_websocket(app: websocket.WebSocketApp | None) -> None:
     if app is None:
         return
     app.keep_running = False
-    connection = app.sock  # read once: the websocket thread may clear it meanwhile
-    raw = connection.sock if connection is not None else None
-    if raw is not None:
-        with contextlib.suppress(OSError):
-            raw.shutdown(socket.SHUT_RDWR)
+    _shutdown(app, socket.SHUT_RDWR)
 
 
 def half_close_websocket(app: websocket.WebSocketApp | None) -> None:
     """End what we send (non-blocking): the server reads everything sent before, then closes
     its side, which ends the websocket thread. A full shutdown right after a message can lose
     it: the socket then resets, and a reset discards what the server has not read yet."""
-    connection = app.sock if app is not None else None
+    if app is not None:
+        _shutdown(app, socket.SHUT_WR)
+
+
+def _shutdown(app: websocket.WebSocketApp, how: int) -> None:
+    connection = app.sock  # read once: the websocket thread may clear it meanwhile
     raw = connection.sock if connection is not None else None
     if raw is not None:
         with contextlib.suppress(OSError):
-            raw.shutdown(socket.SHUT_WR)
+            raw.shutdown(how)
 
 
 # How many times (0.1 s apart) a websocket closed while connecting is shut until it has ended.

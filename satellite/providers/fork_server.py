@@ -32,10 +32,9 @@ from setproctitle import setproctitle
 from .. import logs
 from ..provider_table import PROVIDERS
 from . import worker
-from .worker_ipc import process_title
+from .worker_ipc import MAX_LAUNCHER_MESSAGE_BYTES, process_title
 
 _LOGGER = logging.getLogger("satellite.providers.fork_server")  # __name__ is __main__ when run
-MAX_MESSAGE_BYTES = 4096
 
 
 def _preload(provider: str) -> None:
@@ -78,7 +77,7 @@ class _Launcher:
 
     def _request(self) -> bool:
         """Fork a worker for the daemon; False once the daemon has closed the socket."""
-        message, fds, _, _ = socket.recv_fds(self._control, MAX_MESSAGE_BYTES, 1)
+        message, fds, _, _ = socket.recv_fds(self._control, MAX_LAUNCHER_MESSAGE_BYTES, 1)
         if not message:
             return False
         if not fds:

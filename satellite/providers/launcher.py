@@ -17,7 +17,7 @@ from collections import deque
 from pathlib import Path
 
 from .. import logs
-from .fork_server import MAX_MESSAGE_BYTES
+from .worker_ipc import MAX_LAUNCHER_MESSAGE_BYTES
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -119,16 +119,14 @@ class Launcher:
     async def _read(self, control: socket.socket, process: asyncio.subprocess.Process) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while message := await loop.sock_recv(control, MAX_MESSAGE_BYTES):
+            while message := await loop.sock_recv(control, MAX_LAUNCHER_MESSAGE_BYTES):
                 answer = pickle.loads(message)
-                if answer[0] == "spawned" and self._spawned:
+                if answer[0] == "spawned":
                     # Known before any await: its end may be the very next message.
                     self._children[answer[1]] = child = ForkedProcess(answer[1])
-                    if not (waiting := self._spawned.popleft()).done():
-                        waiting.set_result(child)
-                elif answer[0] == "failed" and self._spawned:
-                    if not (waiting := self._spawned.popleft()).done():
-                        waiting.set_exception(OSError(answer[1]))
+                    self._answer_next(child)
+                elif answer[0] == "failed":
+                    self._answer_next(OSError(answer[1]))
                 elif answer[0] == "exited" and (child := self._children.pop(answer[1], None)):
                     child.ended(answer[2])
         except OSError:
@@ -136,6 +134,15 @@ class Launcher:
         finally:
             control.close()
             await self._lost(process)
+
+    def _answer_next(self, answer: ForkedProcess | OSError) -> None:
+        """Answer the oldest spawn waiting for the launcher (one given up on is skipped)."""
+        if not self._spawned or (waiting := self._spawned.popleft()).done():
+            return
+        if isinstance(answer, OSError):
+            waiting.set_exception(answer)
+        else:
+            waiting.set_result(answer)
 
     async def _lost(self, process: asyncio.subprocess.Process) -> None:
         """The launcher has gone: so have its workers (the kernel kills them with it)."""
@@ -146,18 +153,16 @@ class Launcher:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGKILL)
             returncode = await process.wait()
-        reason = f"its launcher ended ({exit_reason(returncode)})"
+        ended = exit_reason(returncode)
         if self._children:
             _LOGGER.error(
                 "%s worker launcher ended (%s) and its worker with it; the next worker "
                 "starts a new one",
                 self._provider,
-                exit_reason(returncode),
+                ended,
             )
         while self._spawned:
-            answer = self._spawned.popleft()
-            if not answer.done():
-                answer.set_exception(OSError(reason))
+            self._answer_next(OSError(f"its launcher ended ({ended})"))
         for child in self._children.values():
             child.ended(-signal.SIGKILL)
         self._children.clear()

@@ -17,6 +17,8 @@ from ..logs import LogFormat
 _LENGTH = struct.Struct(">I")
 # Far above any message (audio chunks are kilobytes); a larger length means a broken peer.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+# A message between the daemon and a worker launcher (a few words; a pid, a return code).
+MAX_LAUNCHER_MESSAGE_BYTES = 4096
 
 Message = tuple[Any, ...]
 

@@ -8,8 +8,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from satellite.providers.worker_ipc import process_title
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_KEYS = {
@@ -43,26 +44,28 @@ def _processes() -> dict[int, tuple[int, list[str]]]:
     return found
 
 
-def _titled(role: str, parent_of: Callable[[int], bool]) -> dict[str, int]:
-    """The processes titled "voice-satellite <provider> <role>" whose parent passes
-    ``parent_of``: provider -> pid."""
+def _titled(
+    processes: dict[int, tuple[int, list[str]]], role: str, parents: set[int]
+) -> dict[str, int]:
+    """Those of ``processes`` titled as a provider's ``role`` whose parent is in ``parents``:
+    provider -> pid."""
     return {
         words[1]: pid
-        for pid, (parent, words) in _processes().items()
-        if len(words) == 3 and words[0] == "voice-satellite" and words[2] == role
-        and parent_of(parent)
-    }  # fmt: skip
+        for pid, (parent, words) in processes.items()
+        if parent in parents and len(words) > 1 and " ".join(words) == process_title(words[1], role)
+    }
 
 
 def launchers_of(pid: int) -> dict[str, int]:
     """The worker launchers of the daemon ``pid``: provider -> pid."""
-    return _titled("launcher", lambda parent: parent == pid)
+    return _titled(_processes(), "launcher", {pid})
 
 
 def workers_of(pid: int) -> dict[str, int]:
     """The worker processes of the daemon ``pid`` (forked by its launchers): provider -> pid."""
-    launchers = set(launchers_of(pid).values())
-    return _titled("worker", lambda parent: parent in launchers)
+    processes = _processes()
+    launchers = set(_titled(processes, "launcher", {pid}).values())
+    return _titled(processes, "worker", launchers)
 
 
 class Daemon:
