@@ -105,6 +105,10 @@ class RealtimeConnection:
         self._pending: deque[Callable[[], object]] = deque()
         self._running = False  # a pool thread is working through ``_pending``
         self._closed = False  # ended or aborted: later calls are dropped
+        # close() came: a connect() still under way cuts the socket as it returns. Not set by
+        # end() or cancel(): the SDK's connect() polls every 0.1 s, so it can still be running
+        # while its session serves a request, and must not cut the stops that end it.
+        self._aborted = False
 
     async def open(self, clock: CallClock, until: float) -> None:
         """Connect and wait for session.created, until ``until`` (monotonic)."""
@@ -207,7 +211,7 @@ class RealtimeConnection:
     def close(self) -> None:
         """Cut the connection now (non-blocking); a connect still running is cut as it returns."""
         with self._lock:
-            self._closed = True
+            self._closed = self._aborted = True
             self._pending.clear()
         shutdown_websocket(self.client.ws)
 
@@ -216,8 +220,8 @@ class RealtimeConnection:
             self.client.connect()  # polls for the handshake every 0.1 s, for up to 5 s
         except Exception as exc:
             self._callback.socket_error(exc)
-            self._closed = True  # a handshake still under way must not open it later
-        if self._closed:
+            self._closed = self._aborted = True  # a handshake under way must not open it later
+        if self._aborted:
             cut_websocket(self.client.ws, getattr(self.client, "thread", None))
 
     def _run_pending(self) -> None:
