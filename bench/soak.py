@@ -38,6 +38,7 @@ import os
 import random
 import re
 import signal
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -58,6 +59,7 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from wyoming.vad import VoiceStarted, VoiceStopped
 
 from bench.paths import Fakes, provider_blocks, running_fakes
+from bench.proc import pss_mb
 from bench.satellite import COMMANDS, status_mb, thread_count, wait_for_log
 from bench.unit import unit_environment
 from satellite.providers.base import Deadlines
@@ -635,7 +637,9 @@ satellite:
 @dataclass
 class Sample:
     rss_mb: float  # the daemon's own process
-    workers_mb: float  # its provider workers and their launchers together
+    # Its provider workers and their launchers together: proportional set size, as a worker
+    # shares most of its pages with the launcher it was forked from.
+    workers_mb: float
     workers: int
     fds: int
     threads: int
@@ -646,7 +650,7 @@ class Sample:
         fds = len(os.listdir(f"/proc/{pid}/fd"))
         workers = workers_of(pid).values()
         processes = [*launchers_of(pid).values(), *workers]
-        workers_mb = sum(status_mb(process, "VmRSS") for process in processes)
+        workers_mb = sum(pss_mb(process) for process in processes)
         return cls(status_mb(pid, "VmRSS"), workers_mb, len(workers), fds, thread_count(pid), quiet)
 
 
@@ -697,13 +701,15 @@ def applied_reloads(daemon: Daemon) -> int:
 @dataclass
 class Reloads:
     sent: int = 0
-    applied: int = 0  # reloads the daemon logged as applied
+    applied: int = 0  # reloads the daemon logged as applied before the next was due
+    seconds: list[float] = field(default_factory=list)  # SIGHUP -> "applied" in the log
     note: str = ""
 
 
 async def reload_periodically(daemon: Daemon, every: float, reloads: Reloads) -> None:
-    """Every ``every`` seconds swap the providers' order in the config file and send SIGHUP;
-    stops when the daemon does not handle SIGHUP or logs no reload."""
+    """Every ``every`` seconds swap the providers' order in the config file and send SIGHUP,
+    then wait for the daemon to log it applied (a reload that changes a provider starts a new
+    worker first); stops when the daemon does not handle SIGHUP."""
     order = ("dashscope, azure", "azure, dashscope")
     while True:
         await asyncio.sleep(every)
@@ -714,16 +720,15 @@ async def reload_periodically(daemon: Daemon, every: float, reloads: Reloads) ->
         text = daemon.config_path.read_text(encoding="utf-8")
         swapped = text.replace(order[0], "\0").replace(order[1], order[0]).replace("\0", order[1])
         daemon.config_path.write_text(swapped, encoding="utf-8")
+        sent = time.monotonic()
         daemon.process.send_signal(signal.SIGHUP)
         reloads.sent += 1
-        for _ in range(50):
+        while time.monotonic() - sent < every - 1:
             await asyncio.sleep(0.1)
             if applied_reloads(daemon) > logged:
                 reloads.applied += 1
+                reloads.seconds.append(time.monotonic() - sent)
                 break
-        else:
-            reloads.note = "the daemon logged no applied reload within 5 s: reloads stopped"
-            return
 
 
 async def kill_workers_periodically(
@@ -771,7 +776,7 @@ def minute_line(record: dict[str, Any]) -> str:
     return (
         f"min {record['minute']:>2} | served {counts(record['served'])} | errors"
         f" {counts(record['errors'])} | hung {record['hung']} lost {record['lost']}"
-        f" abandoned {record['abandoned']} | RSS {record['rss_mb']:.1f} MB + workers"
+        f" abandoned {record['abandoned']} | RSS {record['rss_mb']:.1f} MB + workers (PSS)"
         f" {record['workers_mb']:.1f} MB ({record['workers']}) fds {record['fds']}"
         f" threads {record['threads']}{busy} | faults {' '.join(record['faults']) or '-'}"
     )
@@ -851,13 +856,19 @@ def print_summary(summary: dict[str, Any]) -> None:
     whole = summary["whole_rss_mb"]
     print(
         f"  RSS        {whole[0]:.1f} MB -> {whole[1]:.1f} MB:"
-        f" {summary['whole_rss_growth_mb']:+.1f} MB (the daemon and its workers)"
+        f" {summary['whole_rss_growth_mb']:+.1f} MB (the daemon; its workers and launchers"
+        " by PSS)"
     )
     print(f"  fds        {summary['fds'][0]} -> {summary['fds'][1]} (tolerance +/-{FD_TOLERANCE})")
     print(f"  threads    {summary['threads'][0]} -> {summary['threads'][1]}")
     if summary["reloads"] is not None:
         reloads = summary["reloads"]
-        print(f"  reloads    {reloads['sent']} sent, {reloads['applied']} logged {reloads['note']}")
+        took = sorted(reloads["seconds"]) or [0.0]
+        print(
+            f"  reloads    {reloads['sent']} sent, {reloads['applied']} logged applied before"
+            f" the next; SIGHUP -> applied p50 {statistics.median(took):.1f} s, max"
+            f" {took[-1]:.1f} s {reloads['note']}"
+        )
     if summary["worker_kills"] is not None:
         kills = summary["worker_kills"]
         print(
