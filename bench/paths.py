@@ -20,6 +20,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -44,6 +45,9 @@ TEXT = "客厅的灯已经打开了。"
 CHUNK_BYTES = 3200  # 100 ms of 16 kHz mono s16le
 CHUNK_S = 0.1
 PAUSE_S = 0.05  # between requests: lets a warm pool replenish as it would between commands
+# Up to this much more, at random: requests at a fixed period can fall in step with an SDK's
+# own timers and land in the same phase of them every time, in one daemon and not the other.
+PAUSE_JITTER_S = 0.02
 STALL_FIRST_RESULT_S = 1.0
 STALL_TIMEOUTS = Deadlines(connect=3, first_result=STALL_FIRST_RESULT_S, total=20)
 
@@ -249,7 +253,7 @@ async def tts_latency(
     """(request -> first audio-chunk, provider's first audio -> first audio-chunk), in ms."""
     to_chunk, after_provider = [], []
     for _ in range(runs):
-        await asyncio.sleep(PAUSE_S)
+        await asyncio.sleep(PAUSE_S + random.uniform(0, PAUSE_JITTER_S))
         client = await connect(port)
         sent = time.monotonic()
         await client.write_event(Synthesize(text=TEXT).event())
@@ -269,7 +273,7 @@ async def asr_latency(port: int, runs: int, seconds: float) -> list[float]:
     utterance = bytes(round(seconds / CHUNK_S) * CHUNK_BYTES)
     results = []
     for _ in range(runs):
-        await asyncio.sleep(PAUSE_S)
+        await asyncio.sleep(PAUSE_S + random.uniform(0, PAUSE_JITTER_S))
         client = await connect(port)
         await send_utterance(client, utterance, CHUNK_BYTES, language="zh", pause_s=CHUNK_S)
         stopped = time.monotonic()  # send_utterance's last write is audio-stop
