@@ -63,8 +63,8 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from wyoming.vad import VoiceStarted, VoiceStopped
 
 from bench.paths import Fakes, provider_blocks, running_fakes
-from bench.proc import pss_mb
-from bench.satellite import COMMANDS, status_mb, thread_count, wait_for_log
+from bench.proc import pss_mb, status_mb, thread_count
+from bench.satellite import COMMANDS, wait_for_log
 from bench.unit import unit_environment
 from satellite.providers.base import Deadlines
 from tests.audio.speech import BYTES_PER_SECOND, silence, speech_pcm
@@ -796,10 +796,11 @@ def summary_record(
     daemon: Daemon,
 ) -> dict[str, Any]:
     total = stats.total
-    first, last = minutes[min(warmup_minutes, len(minutes)) - 1], minutes[-1]
+    start = min(warmup_minutes, len(minutes)) - 1  # the end of the warm-up, or the run's end
+    first, last = minutes[start], minutes[-1]
     growth = last["rss_mb"] - first["rss_mb"]
-    whole = [minute["rss_mb"] + minute["workers_mb"] for minute in (first, last)]
-    measured = [minute["rss_mb"] + minute["workers_mb"] for minute in minutes[warmup_minutes - 1 :]]
+    measured = [m["rss_mb"] + m["workers_mb"] for m in minutes[start:]]  # daemon and workers
+    whole = [measured[0], measured[-1]]
     window = min(WINDOW_MINUTES, max(1, len(measured) // 2))
     medians = [statistics.median(measured[:window]), statistics.median(measured[-window:])]
     fd_change = last["fds"] - first["fds"]
