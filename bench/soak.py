@@ -63,7 +63,7 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from wyoming.vad import VoiceStarted, VoiceStopped
 
 from bench.paths import Fakes, provider_blocks, running_fakes
-from bench.proc import pss_mb, status_mb, thread_count
+from bench.proc import family_cpu_seconds, pss_mb, status_mb, thread_count
 from bench.satellite import COMMANDS, wait_for_log
 from bench.unit import unit_environment
 from satellite.providers.base import Deadlines
@@ -649,6 +649,8 @@ class Sample:
     fds: int
     threads: int
     quiet: bool  # nothing was in flight (else the figures include requests in progress)
+    peak_mb: float  # the daemon's own process, VmHWM
+    cpu_s: float  # so far: the daemon, its launchers and workers (the ones reaped included)
 
     @classmethod
     def read(cls, pid: int, quiet: bool) -> Sample:
@@ -656,7 +658,16 @@ class Sample:
         workers = workers_of(pid).values()
         processes = [*launchers_of(pid).values(), *workers]
         workers_mb = sum(pss_mb(process) for process in processes)
-        return cls(status_mb(pid, "VmRSS"), workers_mb, len(workers), fds, thread_count(pid), quiet)
+        return cls(
+            status_mb(pid, "VmRSS"),
+            workers_mb,
+            len(workers),
+            fds,
+            thread_count(pid),
+            quiet,
+            status_mb(pid, "VmHWM"),
+            family_cpu_seconds(pid),
+        )
 
 
 async def sleep_until(monotonic: float) -> None:
@@ -754,7 +765,10 @@ async def kill_workers_periodically(
 # --- report --------------------------------------------------------------------------
 
 
-def minute_record(minute: int, tally: Tally, sample: Sample, faults: list[str]) -> dict[str, Any]:
+def minute_record(
+    minute: int, tally: Tally, sample: Sample, cpu_s: float, faults: list[str]
+) -> dict[str, Any]:
+    """One minute's figures; ``cpu_s``: the CPU seconds the daemon and its workers used in it."""
     return {
         "minute": minute,
         "served": dict(sorted(tally.served.items())),
@@ -769,6 +783,8 @@ def minute_record(minute: int, tally: Tally, sample: Sample, faults: list[str]) 
         "fds": sample.fds,
         "threads": sample.threads,
         "quiet": sample.quiet,
+        "peak_mb": round(sample.peak_mb, 1),
+        "cpu_s": round(cpu_s, 2),
     }
 
 
@@ -783,7 +799,8 @@ def minute_line(record: dict[str, Any]) -> str:
         f" {counts(record['errors'])} | hung {record['hung']} lost {record['lost']}"
         f" abandoned {record['abandoned']} | RSS {record['rss_mb']:.1f} MB + workers (PSS)"
         f" {record['workers_mb']:.1f} MB ({record['workers']}) fds {record['fds']}"
-        f" threads {record['threads']}{busy} | faults {' '.join(record['faults']) or '-'}"
+        f" threads {record['threads']}{busy} | CPU {record['cpu_s']:.1f} s"
+        f" | faults {' '.join(record['faults']) or '-'}"
     )
 
 
@@ -804,6 +821,9 @@ def summary_record(
     window = min(WINDOW_MINUTES, max(1, len(measured) // 2))
     medians = [statistics.median(measured[:window]), statistics.median(measured[-window:])]
     fd_change = last["fds"] - first["fds"]
+    measured_minutes = minutes[start + 1 :] or minutes[start:]
+    cpu_s = sum(m["cpu_s"] for m in measured_minutes)
+    requests = sum(sum(m["served"].values()) for m in measured_minutes)
     checks = {
         "no hung or lost request": not (total.hung or total.lost),
         f"RSS growth after the warm-up, daemon and workers (medians over {window} min)"
@@ -833,6 +853,9 @@ def summary_record(
         "window_minutes": window,
         "fds": [first["fds"], last["fds"]],
         "threads": [first["threads"], last["threads"]],
+        "peak_mb": last["peak_mb"],
+        "cpu_s_per_minute": round(cpu_s / len(measured_minutes), 2),
+        "cpu_ms_per_request": round(1000 * cpu_s / requests, 1) if requests else None,
         "reloads": None if reloads is None else vars(reloads),
         "worker_kills": None if worker_kills is None else dict(Counter(worker_kills)),
         "worker_deaths_logged": sum(
@@ -874,6 +897,14 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"  RSS        {medians[0]:.1f} MB -> {medians[1]:.1f} MB:"
         f" {medians[1] - medians[0]:+.1f} MB (the same, medians over the first and the last"
         f" {window} min after the warm-up)"
+    )
+    print(f"  peak RSS   {summary['peak_mb']:.1f} MB (the daemon's process, VmHWM)")
+    per_request = summary["cpu_ms_per_request"]
+    print(
+        f"  CPU        {summary['cpu_s_per_minute']:.1f} s per minute after the warm-up (the"
+        " daemon, its launchers and workers), "
+        + ("no request served" if per_request is None else f"{per_request:.1f} ms per request")
+        + " served"
     )
     print(f"  fds        {summary['fds'][0]} -> {summary['fds'][1]} (tolerance +/-{FD_TOLERANCE})")
     print(f"  threads    {summary['threads'][0]} -> {summary['threads'][1]}")
@@ -959,6 +990,7 @@ async def soak(args: argparse.Namespace, fakes: Fakes, workdir: Path) -> bool:
                 f" deadlines ASR {ASR_DEADLINE_S:g} s, TTS {TTS_DEADLINE_S:g} s"
             )
         minutes: list[dict[str, Any]] = []
+        cpu_before = family_cpu_seconds(daemon.process.pid)
         for minute in range(1, args.minutes + 1):
             await sleep_until(started + 60 * minute)
             if daemon.process.poll() is not None:
@@ -967,7 +999,8 @@ async def soak(args: argparse.Namespace, fakes: Fakes, workdir: Path) -> bool:
             quiet = await traffic.quiet()
             sample = Sample.read(daemon.process.pid, quiet)
             traffic.resume()
-            record = minute_record(minute, stats.take_minute(), sample, faults[:])
+            cpu_s, cpu_before = sample.cpu_s - cpu_before, sample.cpu_s
+            record = minute_record(minute, stats.take_minute(), sample, cpu_s, faults[:])
             faults.clear()
             minutes.append(record)
             print(json.dumps(record) if args.json else minute_line(record), flush=True)

@@ -9,7 +9,6 @@ code and message are printed); 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import logging
@@ -20,9 +19,9 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from . import __version__, logs
-from .bridge import calls_still_running
 from .config import ConfigError, LoadedConfig, SatelliteConfig, load_config
 from .config_warnings import config_warnings
+from .openssl import TLS, leave_out
 
 _LOGGER = logging.getLogger("satellite")
 T = TypeVar("T")
@@ -270,12 +269,16 @@ def _device_warnings(satellite: SatelliteConfig) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .daemon import Daemon
-    from .wake.engine import WakeModelError
-
     loaded = _load_or_report(args.config)
     if loaded is None:
         return EXIT_UNUSABLE
+    if loaded.config.providers.isolation == "process":
+        leave_out(TLS)  # before asyncio is imported (openssl.py)
+    import asyncio
+
+    from .daemon import Daemon
+    from .wake.engine import WakeModelError
+
     logs.setup(
         args.log_level or loaded.config.log_level, args.log_format or loaded.config.log_format
     )
@@ -313,6 +316,8 @@ def _devices(_: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .doctor import Doctor, print_finding
 
     logs.setup("error")
@@ -330,6 +335,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _mic_test(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .audio.meter import run_meter
     from .audio.mic import MicError
     from .wake.engine import WakeModelError
@@ -371,6 +378,8 @@ def _provider_command(
     args: argparse.Namespace, work: Callable[[LoadedConfig], Coroutine[Any, Any, T]]
 ) -> tuple[int, T | None]:
     """Run one provider request to completion and map its outcome to an exit code."""
+    import asyncio
+
     from .audio.files import AudioFileError
     from .errors import ProviderError
     from .oneshot import CommandError
@@ -452,6 +461,8 @@ def entry() -> NoReturn:
     after EXIT_GRACE_S without the ones that have not (Python's own exit would wait for
     them, for as long as the SDK's timeouts)."""
     code = main()
+    from .bridge import calls_still_running  # after main(): ``run`` may leave out ssl
+
     still_running = calls_still_running(EXIT_GRACE_S)
     if not still_running:
         sys.exit(code)

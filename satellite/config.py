@@ -44,12 +44,15 @@ def _check_server_uri(value: str) -> str:
     return value
 
 
+Isolation = Literal["process", "inline"]  # where the provider SDKs run
+
+
 class ProviderProcesses(Model):
     """Where the cloud SDKs run, and when their worker processes are replaced."""
 
     # "process": each provider in a worker process the daemon supervises (a crash costs the
     # worker, not the daemon); "inline": in the daemon.
-    isolation: Literal["process", "inline"] = "process"
+    isolation: Isolation = "process"
     recycle_after_requests: Annotated[int, Field(ge=0)] = 1000  # a worker's; 0: never
     worker_max_rss_mb: Annotated[int, Field(ge=0)] = 300  # recycled above it; 0: no limit
 

@@ -44,8 +44,10 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-# Keys whose change needs a restart: the servers' addresses and advertised names.
+# Keys whose change needs a restart: the servers' addresses and advertised names, and where
+# the SDKs run (with workers the daemon's process starts without ssl: tls.py).
 _RESTART_KEYS = (
+    "providers.isolation",
     "zeroconf",
     "speech.enabled",
     "speech.uri",
@@ -110,6 +112,7 @@ class _SpeechRole(_Role):
         self.name = advertised_name(config.name, "speech")
         self._background: set[asyncio.Task[None]] = set()  # warm-ups, retiring services
         self._workers = WorkerStats()
+        self._isolation = loaded.config.providers.isolation
         recorder = Recorder(loaded.config.recordings)
         # A worker that cannot start at boot leaves its provider failing (a failover list
         # moves on) while it is tried again; the satellite and the other providers serve.
@@ -129,8 +132,7 @@ class _SpeechRole(_Role):
         from .speech.info import build_info
         from .speech.requests import SpeechService
 
-        asr, tts = await start_providers(loaded, self._workers, on_late_start)
-        self._isolated = loaded.config.providers.isolation == "process"
+        asr, tts = await start_providers(loaded, self._isolation, self._workers, on_late_start)
         service = SpeechService(
             asr=asr,
             tts=tts,
@@ -165,7 +167,7 @@ class _SpeechRole(_Role):
 
     def status(self) -> str:
         status = self.endpoint.status()
-        if self._isolated:
+        if self._isolation == "process":
             status += f", worker restarts: {self._workers.restarts}"
         return status
 
@@ -173,7 +175,7 @@ class _SpeechRole(_Role):
         config = new.config
         if config.recordings != old.recordings:
             self.endpoint.recorder = Recorder(config.recordings)
-        if self._isolated and (config.log_level, config.log_format) != (
+        if self._isolation == "process" and (config.log_level, config.log_format) != (
             old.log_level,
             old.log_format,
         ):

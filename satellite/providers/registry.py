@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import logs
-from ..config import LoadedConfig, read_secret
+from ..config import Isolation, LoadedConfig, read_secret
 from ..provider_table import PROVIDERS, Role
 from .base import AsrProvider, Credentials, Deadlines, TtsProvider
 from .supervisor import Limits, WorkerStats
@@ -75,15 +75,19 @@ def build_tts(loaded: LoadedConfig, stand_ins: StandIns | None = None) -> TtsPro
 
 
 async def start_providers(
-    loaded: LoadedConfig, stats: WorkerStats, on_late_start: Callable[[], None] | None = None
+    loaded: LoadedConfig,
+    isolation: Isolation,
+    stats: WorkerStats,
+    on_late_start: Callable[[], None] | None = None,
 ) -> tuple[AsrProvider, TtsProvider]:
-    """Both roles' providers for the speech endpoint. With ``providers.isolation: process``
-    each provider with an SDK runs in a worker process of its own (one for its ASR and TTS),
-    started here; espeak-ng stays in the daemon. A worker that cannot start raises
-    WorkerStartError, or, given ``on_late_start``, is tried again until it runs, when
-    ``on_late_start`` is called (see ``start_isolated``)."""
+    """Both roles' providers for the speech endpoint. With ``isolation`` process (the
+    daemon's ``providers.isolation`` as it started) each provider with an SDK runs in a
+    worker process of its own (one for its ASR and TTS), started here; espeak-ng stays in
+    the daemon. A worker that cannot start raises WorkerStartError, or, given
+    ``on_late_start``, is tried again until it runs, when ``on_late_start`` is called (see
+    ``start_isolated``)."""
     settings = loaded.config.providers
-    if settings.isolation == "inline":
+    if isolation == "inline":
         return build_asr(loaded), build_tts(loaded)
     from .isolated import start_isolated
 

@@ -68,6 +68,13 @@ def workers_of(pid: int) -> dict[str, int]:
     return _titled(processes, "worker", launchers)
 
 
+def openssl_in(pid: int) -> set[str]:
+    """OpenSSL's libraries in process ``pid``'s memory: "libssl" (Python's ``ssl`` loads it)
+    and "libcrypto" (``ssl`` and hashlib's fast path)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {name for name in ("libssl", "libcrypto") if f"/{name}.so" in maps}
+
+
 class Daemon:
     """A running daemon process; ``stop()`` sends SIGTERM and returns the exit code."""
 

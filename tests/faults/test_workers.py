@@ -32,6 +32,7 @@ from tests.e2e.daemon import (
     Daemon,
     free_port,
     launchers_of,
+    openssl_in,
     port_open,
     workers_of,
 )
@@ -542,6 +543,29 @@ async def test_with_isolation_inline_the_daemon_serves_without_workers(tmp_path)
             await check_answer(cloud, "tts")
             assert workers_of(daemon.process.pid) == {}
             assert "worker restarts" not in status(tmp_path)
+            assert "libssl" in openssl_in(daemon.process.pid)  # the SDKs' TLS, in the daemon
+
+
+async def test_with_workers_only_the_workers_load_openssl_and_a_reload_keeps_them(tmp_path):
+    """The daemon's own process speaks no TLS, so it leaves OpenSSL out (4.8 MB); the SDKs
+    in the workers have it. Moving the SDKs inline would need it: that waits for a restart."""
+    with FakeAzure() as fake:
+        config = config_for(fake) + ISOLATED
+        with isolated_daemon(tmp_path, config) as daemon:
+            cloud = azure_cloud(fake, daemon)
+            await check_answer(cloud, "asr")
+            await check_answer(cloud, "tts")
+            assert openssl_in(daemon.process.pid) == set()
+            assert "libssl" in openssl_in(workers_of(daemon.process.pid)["azure"])
+
+            logs = await asyncio.to_thread(
+                daemon.reload, config.replace(ISOLATED, "  isolation: inline\n")
+            )
+            assert "providers.isolation changed; restart the service to apply" in logs
+            await check_answer(cloud, "asr")
+            await check_answer(cloud, "tts")
+            assert "azure" in workers_of(daemon.process.pid)
+            assert openssl_in(daemon.process.pid) == set()
 
 
 def test_a_satellite_only_device_starts_no_worker(tmp_path):
@@ -558,3 +582,4 @@ providers:
     with isolated_daemon(tmp_path, config) as daemon:
         time.sleep(0.5)
         assert workers_of(daemon.process.pid) == {}
+        assert openssl_in(daemon.process.pid) == set()
