@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 # Keys whose change needs a restart: the servers' addresses and advertised names, and where
-# the SDKs run (with workers the daemon's process starts without ssl: tls.py).
+# the SDKs run (with workers the daemon's process starts without ssl: openssl.py).
 _RESTART_KEYS = (
     "providers.isolation",
     "zeroconf",
