@@ -63,7 +63,13 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from wyoming.vad import VoiceStarted, VoiceStopped
 
 from bench.paths import Fakes, provider_blocks, running_fakes
-from bench.proc import family_cpu_seconds, pss_mb, status_mb, thread_count
+from bench.proc import (
+    cpu_seconds_with_children,
+    family_cpu_seconds,
+    pss_mb,
+    status_mb,
+    thread_count,
+)
 from bench.satellite import COMMANDS, wait_for_log
 from bench.unit import unit_environment
 from satellite.providers.base import Deadlines
@@ -666,7 +672,7 @@ class Sample:
             thread_count(pid),
             quiet,
             status_mb(pid, "VmHWM"),
-            family_cpu_seconds(pid),
+            sum(cpu_seconds_with_children(process) for process in (pid, *processes)),
         )
 
 

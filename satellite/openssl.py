@@ -19,10 +19,8 @@ HASHES = "_hashlib"
 TLS = "ssl"
 
 
-def leave_out(module: str) -> bool:
+def leave_out(module: str) -> None:
     """Make importing ``module`` fail for the rest of this process (the import system's
-    "absent" mark); False, and nothing changed, when it is already imported."""
-    if module in sys.modules:
-        return False
-    sys.modules[module] = None  # type: ignore[assignment]
-    return True
+    "absent" mark); nothing changes when it is already imported."""
+    if module not in sys.modules:
+        sys.modules[module] = None  # type: ignore[assignment]
