@@ -6,7 +6,11 @@ after a fixed delay), taking turns by blocks of 10 requests. Prints, per setup: 
 listening, TTS request -> first audio-chunk, ASR audio-stop -> transcript (the audio sent
 in real time), CPU seconds per request, the memory of the daemon and its worker processes
 together (RSS, its peak, and PSS: shared pages counted once) and of the daemon alone, and, for
-process isolation, how long after a worker is killed the next request is answered.
+process isolation, the worker round trip of the last 200 answers from the daemon's status line
+(what their requests and answers took between the processes, the provider's own time left
+out) and how long after a worker is killed the next request is answered. What the
+worker adds is printed with the 95% bootstrap interval of its p95: a difference inside it is
+the machine's noise, not the worker's.
 Run: .venv/bin/python -m bench.isolation [--runs N] [--delay S] [--asr-seconds S]
 [--setups azure,cosyvoice,realtime,http]
 """
@@ -16,6 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
+import re
 import signal
 import statistics
 import tempfile
@@ -26,6 +32,7 @@ from pathlib import Path
 from bench.paths import Fakes, asr_latency, config, running_fakes, summary, tts_latency
 from bench.proc import family_cpu_seconds, family_mb, family_pss_mb, status_mb
 from bench.speech_endpoint import percentile
+from satellite.daemon import STATUS_EVERY_S
 from tests.e2e.daemon import Daemon, workers_of
 from tests.wyoming_client import connect, read, send_utterance
 
@@ -42,6 +49,14 @@ async def recovery_ms(daemon: Daemon) -> float:
     await client.disconnect()
     assert event.type == "transcript", event.data
     return (time.monotonic() - killed) * 1000
+
+
+def round_trip(workdir: Path) -> str:
+    """The round trip to the worker and back, as the daemon's status line has it (the
+    requests' time between the processes, the provider's own time left out)."""
+    line = (workdir / "run" / "status").read_text(encoding="utf-8")
+    found = re.search(r"worker round trip (p50 [\d.]+ ms, p95 [\d.]+ ms)", line)
+    return f"round trip {found.group(1) if found else '(none in the status)'}"
 
 
 @dataclass(frozen=True)
@@ -94,8 +109,11 @@ async def bench(fakes: Fakes, workdir: Path, setup: Setup, args) -> dict[str, Fi
             text = config(
                 fakes, setup.provider, setup.provider, 1, models=setup.models, isolation=isolation
             )
-            (workdir / isolation).mkdir(exist_ok=True)
-            daemons[isolation] = daemon = Daemon(workdir / isolation, text)
+            runtime = workdir / isolation / "run"  # its status line
+            runtime.mkdir(parents=True, exist_ok=True)
+            daemons[isolation] = daemon = Daemon(
+                workdir / isolation, text, env={"RUNTIME_DIRECTORY": str(runtime)}
+            )
             ready[isolation] = daemon.wait_listening(60)
         await asyncio.sleep(1.0)  # warm connections open after the server listens
         started = {name: family_cpu_seconds(d.process.pid) for name, d in daemons.items()}
@@ -107,6 +125,7 @@ async def bench(fakes: Fakes, workdir: Path, setup: Setup, args) -> dict[str, Fi
                 port = daemons[isolation].port
                 figures[isolation].tts += (await tts_latency(port, runs, None))[0]
                 figures[isolation].asr += await asr_latency(port, runs, args.asr_seconds)
+        await asyncio.sleep(STATUS_EVERY_S + 0.5)  # the last answers in the status line
         for isolation, daemon in daemons.items():
             pid = daemon.process.pid
             cpu = (family_cpu_seconds(pid) - started[isolation]) / (2 * args.runs)
@@ -114,7 +133,8 @@ async def bench(fakes: Fakes, workdir: Path, setup: Setup, args) -> dict[str, Fi
             own = status_mb(pid, "VmRSS")
             killed = ""
             if isolation == "process":
-                killed = f" | killed worker -> next transcript {await recovery_ms(daemon):.0f} ms"
+                killed = f" | {round_trip(workdir / isolation)}"
+                killed += f" | killed worker -> next transcript {await recovery_ms(daemon):.0f} ms"
             print(
                 f"  {isolation:7} ready {ready[isolation] * 1000:5.0f} ms"
                 f" | TTS {summary(figures[isolation].tts)} | ASR {summary(figures[isolation].asr)}"
@@ -127,11 +147,27 @@ async def bench(fakes: Fakes, workdir: Path, setup: Setup, args) -> dict[str, Fi
     return figures
 
 
+RESAMPLES = 1000
+
+
+def p95_interval(inline: list[float], process: list[float]) -> tuple[float, float]:
+    """The 95% bootstrap interval of the p95 difference: what this many requests can tell
+    apart from the machine's noise."""
+    rng = random.Random(0)
+    differences = sorted(
+        percentile(rng.choices(process, k=len(process)), 0.95)
+        - percentile(rng.choices(inline, k=len(inline)), 0.95)
+        for _ in range(RESAMPLES)
+    )
+    return differences[int(0.025 * RESAMPLES)], differences[int(0.975 * RESAMPLES) - 1]
+
+
 def added(inline: list[float], process: list[float]) -> str:
-    """What the worker adds to a latency, at p50 / p95."""
+    """What the worker adds to a latency, at p50 / p95, with the p95's bootstrap interval."""
     p50 = statistics.median(process) - statistics.median(inline)
     p95 = percentile(process, 0.95) - percentile(inline, 0.95)
-    return f"{p50:+.1f} / {p95:+.1f} ms"
+    low, high = p95_interval(inline, process)
+    return f"{p50:+.1f} / {p95:+.1f} ms (p95 {low:+.1f} to {high:+.1f})"
 
 
 async def main() -> None:

@@ -168,7 +168,7 @@ class _SpeechRole(_Role):
     def status(self) -> str:
         status = self.endpoint.status()
         if self._isolation == "process":
-            status += f", worker restarts: {self._workers.restarts}"
+            status += f", {self._workers.describe()}"
         return status
 
     async def reload(self, old: Config, new: LoadedConfig) -> None:

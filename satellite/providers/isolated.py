@@ -58,6 +58,12 @@ async def _answer(
         ) from None
 
 
+def _round_trip(supervisor: Supervisor, sent: float, provider_seconds: float) -> None:
+    """Note what a request sent at ``sent`` and its answer took between the daemon and the
+    worker: the time to the answer, less the provider's own (the worker says it)."""
+    supervisor.stats.round_trips.append(time.monotonic() - sent - provider_seconds)
+
+
 # What a stand-in offers until its worker has started and said what the provider offers.
 NOT_STARTED = "(not started)"
 
@@ -128,10 +134,12 @@ class _IsolatedAsrSession(AsrSession):
 
     async def finish(self) -> AsrResult:
         self._channel.check()
+        sent = time.monotonic()
         self._worker.send("end", self._rid)
         await self._worker.flush(self._call.remaining())
         timeout = self._call.limit(self._call.deadlines.first_result)
         message = await _answer(self.supervisor, self._worker, self._channel, timeout)
+        _round_trip(self.supervisor, sent, message[3])
         self._ended = True
         self._worker.end(self._rid)
         return message[2]
@@ -191,6 +199,7 @@ class IsolatedTts(TtsProvider):
         pump = None
         try:
             whole = text if isinstance(text, str) else None
+            sent = time.monotonic()
             worker.send("synth", rid, options.voice, options.ssml, encoding, whole)
             if isinstance(text, str):
                 channel.first_input_at = time.monotonic()
@@ -202,6 +211,8 @@ class IsolatedTts(TtsProvider):
                 timeout = self._wait_limit(call, channel, started)
                 message = await _answer(self.supervisor, worker, channel, timeout)
                 if message[0] == "audio":
+                    if not started:
+                        _round_trip(self.supervisor, sent, message[3])
                     started = True
                     yield message[2]
                 elif message[0] == "done":

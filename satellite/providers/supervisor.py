@@ -18,8 +18,9 @@ import logging
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,28 @@ class WorkerStartError(ChildProcessError):
     """A worker did not come up: it exited, or did not build its provider in time."""
 
 
+# The status line's round-trip figures describe this many of the latest answers.
+ROUND_TRIPS_KEPT = 200
+
+
 @dataclass
 class WorkerStats:
     """What the daemon's workers have been through, for the status line."""
 
     restarts: int = 0  # replaced after dying or hanging
+    # Per answer (a transcript, a first audio): how long its request and the answer took
+    # between the daemon and the worker, the worker's own time left out; in seconds.
+    round_trips: deque[float] = field(default_factory=lambda: deque(maxlen=ROUND_TRIPS_KEPT))
+
+    def describe(self) -> str:
+        """``worker restarts: 0, worker round trip p50 0.71 ms, p95 1.30 ms``."""
+        text = f"worker restarts: {self.restarts}"
+        if self.round_trips:
+            ordered = sorted(self.round_trips)
+            p50 = ordered[len(ordered) // 2]
+            p95 = ordered[round(0.95 * (len(ordered) - 1))]
+            text += f", worker round trip p50 {p50 * 1000:.2f} ms, p95 {p95 * 1000:.2f} ms"
+        return text
 
 
 class Channel:
@@ -299,7 +317,7 @@ class Supervisor:
         self.spec = spec
         self._launcher = Launcher(spec.provider)
         self._limits = limits
-        self._stats = stats
+        self.stats = stats
         self._current: WorkerProcess | None = None
         self._starting: asyncio.Task[WorkerProcess] | None = None  # in the current's place
         self._retiring: set[WorkerProcess] = set()  # replaced; closed once idle
@@ -425,7 +443,7 @@ class Supervisor:
             self._failed()
         else:
             self._failures = 0
-        self._stats.restarts += 1
+        self.stats.restarts += 1
         if worker.killed_for is None:
             _LOGGER.error("%s; restarting", worker.dead.message if worker.dead else "")
         if self._starting is None:

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -134,6 +135,7 @@ class _Server:
         try:
             while (message := await inbox.get())[0] == "audio":
                 await session.send(message[2])
+            finishing = time.monotonic()
             result = await session.finish()
         except BaseException as exc:
             await session.cancel()
@@ -141,7 +143,8 @@ class _Server:
                 self._fail(rid, exc)
                 return
             raise
-        self.send("result", rid, result)
+        # With how long the provider took: the daemon learns what the round trip cost.
+        self.send("result", rid, result, time.monotonic() - finishing)
 
     async def _synthesize(
         self,
@@ -151,6 +154,7 @@ class _Server:
         encoding: EncodedAudio | None,
         whole_text: str | None,
     ) -> None:
+        started = time.monotonic()
         provider: TtsProvider = self._roles["tts"]
         inbox = self._inboxes[rid]
 
@@ -177,7 +181,7 @@ class _Server:
         try:
             async with contextlib.aclosing(audio):
                 async for chunk in audio:
-                    self.send("audio", rid, chunk)
+                    self.send("audio", rid, chunk, time.monotonic() - started)
                     await self.flush()
         except Exception as exc:
             self._fail(rid, exc)

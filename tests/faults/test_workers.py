@@ -583,3 +583,22 @@ providers:
         time.sleep(0.5)
         assert workers_of(daemon.process.pid) == {}
         assert openssl_in(daemon.process.pid) == set()
+
+
+ROUND_TRIP = re.compile(r"worker round trip p50 ([\d.]+) ms, p95 ([\d.]+) ms")
+
+
+async def test_the_status_line_tells_what_the_worker_round_trip_adds(tmp_path):
+    """``systemctl status`` says what crossing to the worker and back adds to an answer: the
+    provider's own time (the fake's 0.5 s before it answers) is left out."""
+    with (
+        FakeAzure(delay=0.5) as fake,
+        isolated_daemon(tmp_path, config_for(fake) + ISOLATED) as daemon,
+    ):
+        cloud = azure_cloud(fake, daemon)
+        assert "round trip" not in status(tmp_path)  # no answer yet: no figure
+        for kind in ("asr", "tts", "asr", "tts"):
+            await check_answer(cloud, kind)
+        wait_for("the round trip in the status", lambda: ROUND_TRIP.search(status(tmp_path)))
+        p50, p95 = map(float, ROUND_TRIP.search(status(tmp_path)).groups())
+        assert 0 < p50 <= p95 < 500, status(tmp_path)
