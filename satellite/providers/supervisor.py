@@ -228,13 +228,15 @@ class WorkerProcess:
             self._on_request_end(self)
 
     def send(self, *message: Any) -> None:
-        """Queue a message to the worker; raises the worker's death once it has died."""
+        """Queue a message to the worker; raises the worker's death once it is known. To a
+        worker going away (its socket broken, its death not yet reaped) the message is not
+        sent: the death, with its signal, reaches the request through ``flush`` or its
+        channel."""
         if self.dead is not None:
             raise self.dead
         assert self._writer is not None
-        if self._writer.is_closing():  # it is going away: its death is about to be known
-            raise ProviderError(ErrorCode.PROVIDER_FAILED, f"{self.spec.provider} worker went away")
-        self._writer.write(encode(message))
+        if not self._writer.is_closing():
+            self._writer.write(encode(message))
 
     async def flush(self, timeout: float) -> None:
         """Wait until the worker takes what was sent (a worker that does not read: at most

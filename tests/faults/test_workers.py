@@ -182,6 +182,38 @@ async def test_a_worker_killed_mid_recognition_ends_its_request_and_is_replaced(
         assert daemon.logs().count("azure worker died (SIGKILL); restarting") == 1
 
 
+async def test_a_death_reported_late_still_reaches_the_request_with_its_signal(tmp_path):
+    """The launcher (which reaps the worker) is slow to report: the request's audio meets a
+    broken socket first, and still ends with the worker's death and its signal."""
+    with FakeAzure() as fake, isolated_daemon(tmp_path, config_for(fake) + ISOLATED) as daemon:
+        launcher = launchers_of(daemon.process.pid)["azure"]
+        pid = workers_of(daemon.process.pid)["azure"]
+        client = await connect(daemon.port)
+        chunk = AudioChunk(rate=16000, width=2, channels=1, audio=SPEECH[:3200]).event()
+        try:
+            await client.write_event(Transcribe(language="en-US").event())
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            await client.write_event(chunk)
+            wait_for("audio at the fake", lambda: fake.streamed_bytes > 0)
+            os.kill(launcher, signal.SIGSTOP)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                for _ in range(3):  # into the broken socket
+                    await client.write_event(chunk)
+                    await asyncio.sleep(0.1)
+                await client.write_event(AudioStop().event())
+                await asyncio.sleep(0.3)
+            finally:
+                os.kill(launcher, signal.SIGCONT)
+            event = await read(client, TOTAL_S + MARGIN_S)
+        finally:
+            await client.disconnect()
+        assert event.type == "error" and event.data.get("code") == "provider-failed", event
+        assert "worker died (SIGKILL)" in event.data["text"], event
+        replaced(daemon, "azure", pid)
+        await check_answer(azure_cloud(fake, daemon), "asr")
+
+
 async def test_a_killed_launcher_takes_its_worker_and_both_come_back(tmp_path):
     with FakeAzure() as fake, isolated_daemon(tmp_path, config_for(fake) + ISOLATED) as daemon:
         cloud = azure_cloud(fake, daemon)
