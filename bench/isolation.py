@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import signal
 import statistics
 import tempfile
@@ -33,7 +32,7 @@ from bench.paths import Fakes, asr_latency, config, running_fakes, summary, tts_
 from bench.proc import family_cpu_seconds, family_mb, family_pss_mb, status_mb
 from bench.speech_endpoint import percentile
 from satellite.daemon import STATUS_EVERY_S
-from tests.e2e.daemon import Daemon, workers_of
+from tests.e2e.daemon import Daemon, status_line, worker_round_trip_ms, workers_of
 from tests.wyoming_client import connect, read, send_utterance
 
 
@@ -54,9 +53,10 @@ async def recovery_ms(daemon: Daemon) -> float:
 def round_trip(workdir: Path) -> str:
     """The round trip to the worker and back, as the daemon's status line has it (the
     requests' time between the processes, the provider's own time left out)."""
-    line = (workdir / "run" / "status").read_text(encoding="utf-8")
-    found = re.search(r"worker round trip (p50 [\d.]+ ms, p95 [\d.]+ ms)", line)
-    return f"round trip {found.group(1) if found else '(none in the status)'}"
+    figures = worker_round_trip_ms(status_line(workdir))
+    if figures is None:
+        return "round trip (none in the status)"
+    return f"round trip p50 {figures[0]:.2f} ms, p95 {figures[1]:.2f} ms"
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,7 @@ class IsolatedTts(TtsProvider):
             sent = time.monotonic()
             worker.send("synth", rid, options.voice, options.ssml, encoding, whole)
             if isinstance(text, str):
-                channel.first_input_at = time.monotonic()
+                channel.first_input_at = sent
             else:
                 pump = _TextPump(worker, rid, channel, call)
                 pump.start(text)

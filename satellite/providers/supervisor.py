@@ -61,8 +61,7 @@ class WorkerStats:
         text = f"worker restarts: {self.restarts}"
         if self.round_trips:
             ordered = sorted(self.round_trips)
-            p50 = ordered[len(ordered) // 2]
-            p95 = ordered[round(0.95 * (len(ordered) - 1))]
+            p50, p95 = (ordered[round(q * (len(ordered) - 1))] for q in (0.5, 0.95))
             text += f", worker round trip p50 {p50 * 1000:.2f} ms, p95 {p95 * 1000:.2f} ms"
         return text
 

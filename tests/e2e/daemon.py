@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -73,6 +74,20 @@ def openssl_in(pid: int) -> set[str]:
     and "libcrypto" (``ssl`` and hashlib's fast path)."""
     maps = Path(f"/proc/{pid}/maps").read_text()
     return {name for name in ("libssl", "libcrypto") if f"/{name}.so" in maps}
+
+
+_ROUND_TRIP = re.compile(r"worker round trip p50 ([\d.]+) ms, p95 ([\d.]+) ms")
+
+
+def status_line(workdir: Path) -> str:
+    """The status line of a daemon given ``RUNTIME_DIRECTORY=workdir/run``."""
+    return (workdir / "run" / "status").read_text(encoding="utf-8")
+
+
+def worker_round_trip_ms(status: str) -> tuple[float, float] | None:
+    """The worker round trip's p50 and p95 that a status line reports, if it does."""
+    found = _ROUND_TRIP.search(status)
+    return (float(found.group(1)), float(found.group(2))) if found else None
 
 
 class Daemon:

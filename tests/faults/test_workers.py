@@ -34,6 +34,8 @@ from tests.e2e.daemon import (
     launchers_of,
     openssl_in,
     port_open,
+    status_line,
+    worker_round_trip_ms,
     workers_of,
 )
 from tests.fakes.azure import FakeAzure
@@ -103,10 +105,6 @@ def _zombie(pid: int) -> bool:
     return True
 
 
-def status(workdir: Path) -> str:
-    return (workdir / "run" / "status").read_text(encoding="utf-8")
-
-
 def azure_cloud(fake: FakeAzure, daemon: Daemon) -> Cloud:
     return Cloud("azure", fake, daemon, *CLOUDS["azure"][1:])
 
@@ -125,7 +123,7 @@ async def test_corrupt_frame_during_azure_recognition_costs_the_worker_not_the_d
         await check_answer(cloud, "asr")
         await check_answer(cloud, "tts")
         assert daemon.logs().count("azure worker died (SIGSEGV); restarting") == 1
-        wait_for("the restart in the status", lambda: "worker restarts: 1" in status(tmp_path))
+        wait_for("the restart in the status", lambda: "worker restarts: 1" in status_line(tmp_path))
 
 
 async def test_corrupt_frame_during_azure_recognition_fails_over_to_the_next_provider(
@@ -574,7 +572,7 @@ async def test_with_isolation_inline_the_daemon_serves_without_workers(tmp_path)
             await check_answer(cloud, "asr")
             await check_answer(cloud, "tts")
             assert workers_of(daemon.process.pid) == {}
-            assert "worker restarts" not in status(tmp_path)
+            assert "worker restarts" not in status_line(tmp_path)
             assert "libssl" in openssl_in(daemon.process.pid)  # the SDKs' TLS, in the daemon
 
 
@@ -617,9 +615,6 @@ providers:
         assert openssl_in(daemon.process.pid) == set()
 
 
-ROUND_TRIP = re.compile(r"worker round trip p50 ([\d.]+) ms, p95 ([\d.]+) ms")
-
-
 async def test_the_status_line_tells_what_the_worker_round_trip_adds(tmp_path):
     """``systemctl status`` says what crossing to the worker and back adds to an answer: the
     provider's own time (the fake's 0.5 s before it answers) is left out."""
@@ -629,9 +624,10 @@ async def test_the_status_line_tells_what_the_worker_round_trip_adds(tmp_path):
     ):
         cloud = azure_cloud(fake, daemon)
         wait_for("the first status line", (tmp_path / "run" / "status").exists)
-        assert "round trip" not in status(tmp_path)  # no answer yet: no figure
+        assert "round trip" not in status_line(tmp_path)  # no answer yet: no figure
         for kind in ("asr", "tts", "asr", "tts"):
             await check_answer(cloud, kind)
-        wait_for("the round trip in the status", lambda: ROUND_TRIP.search(status(tmp_path)))
-        p50, p95 = map(float, ROUND_TRIP.search(status(tmp_path)).groups())
-        assert 0 < p50 <= p95 < 500, status(tmp_path)
+        p50, p95 = wait_for(
+            "the round trip in the status", lambda: worker_round_trip_ms(status_line(tmp_path))
+        )
+        assert 0 < p50 <= p95 < 500, status_line(tmp_path)
