@@ -6,9 +6,9 @@ after a fixed delay), taking turns by blocks of 10 requests. Prints, per setup: 
 listening, TTS request -> first audio-chunk, ASR audio-stop -> transcript (the audio sent
 in real time), CPU seconds per request, the memory of the daemon and its worker processes
 together (RSS, its peak, and PSS: shared pages counted once) and of the daemon alone, and, for
-process isolation, the worker round trip of the last 200 answers from the daemon's status line
-(what their requests and answers took between the processes, the provider's own time left
-out) and how long after a worker is killed the next request is answered. What the
+process isolation, the worker round trip of each role's last 200 answers from the daemon's
+status line (what their requests and answers took between the processes, the provider's own
+time left out) and how long after a worker is killed the next request is answered. What the
 worker adds is printed with the 95% bootstrap interval of its p95: a difference inside it is
 the machine's noise, not the worker's.
 Run: .venv/bin/python -m bench.isolation [--runs N] [--delay S] [--asr-seconds S]
@@ -51,12 +51,15 @@ async def recovery_ms(daemon: Daemon) -> float:
 
 
 def round_trip(workdir: Path) -> str:
-    """The round trip to the worker and back, as the daemon's status line has it (the
-    requests' time between the processes, the provider's own time left out)."""
-    figures = worker_round_trip_ms(status_line(workdir))
-    if figures is None:
-        return "round trip (none in the status)"
-    return f"round trip p50 {figures[0]:.2f} ms, p95 {figures[1]:.2f} ms"
+    """The round trip to the worker and back per role, as the daemon's status line has it
+    (the requests' time between the processes, the provider's own time left out)."""
+    status = status_line(workdir)
+    figures = []
+    for role in ("TTS", "ASR"):
+        found = worker_round_trip_ms(status, role)
+        text = f"p50 {found[0]:.2f} ms, p95 {found[1]:.2f} ms" if found else "none in the status"
+        figures.append(f"{role} {text}")
+    return "round trip " + ", ".join(figures)
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,10 @@ async def _answer(
         ) from None
 
 
-def _round_trip(supervisor: Supervisor, sent: float, provider_seconds: float) -> None:
-    """Note what a request sent at ``sent`` and its answer took between the daemon and the
-    worker: the time to the answer, less the provider's own (the worker says it)."""
-    supervisor.stats.round_trips.append(time.monotonic() - sent - provider_seconds)
+def _round_trip(supervisor: Supervisor, role: str, sent: float, provider_seconds: float) -> None:
+    """Note what a ``role`` request sent at ``sent`` and its answer took between the daemon
+    and the worker: the time to the answer, less the provider's own (the worker says it)."""
+    supervisor.stats.round_trips[role].append(time.monotonic() - sent - provider_seconds)
 
 
 # What a stand-in offers until its worker has started and said what the provider offers.
@@ -139,7 +139,7 @@ class _IsolatedAsrSession(AsrSession):
         await self._worker.flush(self._call.remaining())
         timeout = self._call.limit(self._call.deadlines.first_result)
         message = await _answer(self.supervisor, self._worker, self._channel, timeout)
-        _round_trip(self.supervisor, sent, message[3])
+        _round_trip(self.supervisor, "asr", sent, message[3])
         self._ended = True
         self._worker.end(self._rid)
         return message[2]
@@ -212,7 +212,7 @@ class IsolatedTts(TtsProvider):
                 message = await _answer(self.supervisor, worker, channel, timeout)
                 if message[0] == "audio":
                     if not started:
-                        _round_trip(self.supervisor, sent, message[3])
+                        _round_trip(self.supervisor, "tts", sent, message[3])
                     started = True
                     yield message[2]
                 elif message[0] == "done":

@@ -43,8 +43,9 @@ class WorkerStartError(ChildProcessError):
     """A worker did not come up: it exited, or did not build its provider in time."""
 
 
-# The status line's round-trip figures describe this many of the latest answers.
+# The status line's round-trip figures describe this many of each role's latest answers.
 ROUND_TRIPS_KEPT = 200
+ROLES = ("asr", "tts")
 
 
 @dataclass
@@ -52,17 +53,23 @@ class WorkerStats:
     """What the daemon's workers have been through, for the status line."""
 
     restarts: int = 0  # replaced after dying or hanging
-    # Per answer (a transcript, a first audio): how long its request and the answer took
-    # between the daemon and the worker, the worker's own time left out; in seconds.
-    round_trips: deque[float] = field(default_factory=lambda: deque(maxlen=ROUND_TRIPS_KEPT))
+    # Per role, per answer (a transcript; a first audio): how long its request and the answer
+    # took between the daemon and the worker, the worker's own time left out; in seconds.
+    round_trips: dict[str, deque[float]] = field(
+        default_factory=lambda: {role: deque(maxlen=ROUND_TRIPS_KEPT) for role in ROLES}
+    )
 
     def describe(self) -> str:
-        """``worker restarts: 0, worker round trip p50 0.71 ms, p95 1.30 ms``."""
+        """``worker restarts: 0, worker round trip ASR p50 0.71 ms, p95 0.90 ms, TTS ...``."""
         text = f"worker restarts: {self.restarts}"
-        if self.round_trips:
-            ordered = sorted(self.round_trips)
-            p50, p95 = (ordered[round(q * (len(ordered) - 1))] for q in (0.5, 0.95))
-            text += f", worker round trip p50 {p50 * 1000:.2f} ms, p95 {p95 * 1000:.2f} ms"
+        figures = []
+        for role, kept in self.round_trips.items():
+            if kept:
+                ordered = sorted(kept)
+                p50, p95 = (ordered[round(q * (len(ordered) - 1))] for q in (0.5, 0.95))
+                figures.append(f"{role.upper()} p50 {p50 * 1000:.2f} ms, p95 {p95 * 1000:.2f} ms")
+        if figures:
+            text += ", worker round trip " + ", ".join(figures)
         return text
 
 

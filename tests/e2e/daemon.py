@@ -76,17 +76,18 @@ def openssl_in(pid: int) -> set[str]:
     return {name for name in ("libssl", "libcrypto") if f"/{name}.so" in maps}
 
 
-_ROUND_TRIP = re.compile(r"worker round trip p50 ([\d.]+) ms, p95 ([\d.]+) ms")
-
-
 def status_line(workdir: Path) -> str:
     """The status line of a daemon given ``RUNTIME_DIRECTORY=workdir/run``."""
     return (workdir / "run" / "status").read_text(encoding="utf-8")
 
 
-def worker_round_trip_ms(status: str) -> tuple[float, float] | None:
-    """The worker round trip's p50 and p95 that a status line reports, if it does."""
-    found = _ROUND_TRIP.search(status)
+def worker_round_trip_ms(status: str, role: str) -> tuple[float, float] | None:
+    """The p50 and p95 of a role's ("ASR", "TTS") worker round trip that a status line
+    reports, if it does."""
+    figures = re.search(r"worker round trip (.*?)(?:;|$)", status)
+    if figures is None:
+        return None
+    found = re.search(rf"{role} p50 ([\d.]+) ms, p95 ([\d.]+) ms", figures.group(1))
     return (float(found.group(1)), float(found.group(2))) if found else None
 
 

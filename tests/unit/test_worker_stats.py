@@ -5,9 +5,14 @@ from __future__ import annotations
 from satellite.providers.supervisor import ROUND_TRIPS_KEPT, WorkerStats
 
 
-def test_the_round_trip_figures_describe_the_latest_answers_only():
+def test_the_round_trip_figures_describe_each_roles_latest_answers_only():
     stats = WorkerStats(restarts=2)
     assert stats.describe() == "worker restarts: 2"
-    stats.round_trips.extend([0.5] * 100)  # a slow spell, long ago
-    stats.round_trips.extend([0.001] * (ROUND_TRIPS_KEPT - 20) + [0.003] * 20)
-    assert stats.describe() == "worker restarts: 2, worker round trip p50 1.00 ms, p95 3.00 ms"
+    stats.round_trips["tts"].extend([0.5] * 100)  # a slow spell, long ago
+    stats.round_trips["tts"].extend([0.001] * (ROUND_TRIPS_KEPT - 20) + [0.003] * 20)
+    assert stats.describe() == "worker restarts: 2, worker round trip TTS p50 1.00 ms, p95 3.00 ms"
+    stats.round_trips["asr"].extend([0.0005] * 10)
+    assert stats.describe() == (
+        "worker restarts: 2, worker round trip ASR p50 0.50 ms, p95 0.50 ms,"
+        " TTS p50 1.00 ms, p95 3.00 ms"
+    )
