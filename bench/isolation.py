@@ -32,7 +32,13 @@ from bench.paths import Fakes, asr_latency, config, running_fakes, summary, tts_
 from bench.proc import family_cpu_seconds, family_mb, family_pss_mb, status_mb
 from bench.speech_endpoint import percentile
 from satellite.daemon import STATUS_EVERY_S
-from tests.e2e.daemon import Daemon, status_line, worker_round_trip_ms, workers_of
+from tests.e2e.daemon import (
+    Daemon,
+    status_file,
+    status_line,
+    worker_round_trip_ms,
+    workers_of,
+)
 from tests.wyoming_client import connect, read, send_utterance
 
 
@@ -112,7 +118,7 @@ async def bench(fakes: Fakes, workdir: Path, setup: Setup, args) -> dict[str, Fi
             text = config(
                 fakes, setup.provider, setup.provider, 1, models=setup.models, isolation=isolation
             )
-            runtime = workdir / isolation / "run"  # its status line
+            runtime = status_file(workdir / isolation).parent
             runtime.mkdir(parents=True, exist_ok=True)
             daemons[isolation] = daemon = Daemon(
                 workdir / isolation, text, env={"RUNTIME_DIRECTORY": str(runtime)}

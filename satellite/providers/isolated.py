@@ -61,7 +61,7 @@ async def _answer(
 def _round_trip(supervisor: Supervisor, role: str, sent: float, provider_seconds: float) -> None:
     """Note what a ``role`` request sent at ``sent`` and its answer took between the daemon
     and the worker: the time to the answer, less the provider's own (the worker says it)."""
-    supervisor.stats.round_trips[role].append(time.monotonic() - sent - provider_seconds)
+    supervisor.stats.add_round_trip(role, time.monotonic() - sent - provider_seconds)
 
 
 # What a stand-in offers until its worker has started and said what the provider offers.

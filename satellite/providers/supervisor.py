@@ -45,7 +45,6 @@ class WorkerStartError(ChildProcessError):
 
 # The status line's round-trip figures describe this many of each role's latest answers.
 ROUND_TRIPS_KEPT = 200
-ROLES = ("asr", "tts")
 
 
 @dataclass
@@ -56,8 +55,11 @@ class WorkerStats:
     # Per role, per answer (a transcript; a first audio): how long its request and the answer
     # took between the daemon and the worker, the worker's own time left out; in seconds.
     round_trips: dict[str, deque[float]] = field(
-        default_factory=lambda: {role: deque(maxlen=ROUND_TRIPS_KEPT) for role in ROLES}
+        default_factory=lambda: {role: deque(maxlen=ROUND_TRIPS_KEPT) for role in ("asr", "tts")}
     )
+
+    def add_round_trip(self, role: str, seconds: float) -> None:
+        self.round_trips[role].append(seconds)
 
     def describe(self) -> str:
         """``worker restarts: 0, worker round trip ASR p50 0.71 ms, p95 0.90 ms, TTS ...``."""

@@ -76,9 +76,13 @@ def openssl_in(pid: int) -> set[str]:
     return {name for name in ("libssl", "libcrypto") if f"/{name}.so" in maps}
 
 
+def status_file(workdir: Path) -> Path:
+    """Where a daemon given ``RUNTIME_DIRECTORY=workdir/run`` writes its status line."""
+    return workdir / "run" / "status"
+
+
 def status_line(workdir: Path) -> str:
-    """The status line of a daemon given ``RUNTIME_DIRECTORY=workdir/run``."""
-    return (workdir / "run" / "status").read_text(encoding="utf-8")
+    return status_file(workdir).read_text(encoding="utf-8")
 
 
 def worker_round_trip_ms(status: str, role: str) -> tuple[float, float] | None:

@@ -34,6 +34,7 @@ from tests.e2e.daemon import (
     launchers_of,
     openssl_in,
     port_open,
+    status_file,
     status_line,
     worker_round_trip_ms,
     workers_of,
@@ -623,7 +624,7 @@ async def test_the_status_line_tells_what_the_worker_round_trip_adds(tmp_path):
         isolated_daemon(tmp_path, config_for(fake) + ISOLATED) as daemon,
     ):
         cloud = azure_cloud(fake, daemon)
-        wait_for("the first status line", (tmp_path / "run" / "status").exists)
+        wait_for("the first status line", status_file(tmp_path).exists)
         assert "round trip" not in status_line(tmp_path)  # no answer yet: no figure
         for kind in ("asr", "tts", "asr", "tts"):
             await check_answer(cloud, kind)
