@@ -28,7 +28,7 @@ from .. import logs
 from ..errors import ErrorCode, ProviderError
 from .base import PartialCallback
 from .launcher import ForkedProcess, Launcher, exit_reason
-from .worker_ipc import Message, WorkerSpec, encode, read_message
+from .worker_ipc import Message, MessageStream, WorkerSpec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -138,8 +138,9 @@ class WorkerProcess:
         self._channels: dict[int, Channel] = {}
         self._pings: dict[int, asyncio.Future[None]] = {}
         self._process: ForkedProcess | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._stream: MessageStream | None = None
+        self._ending: asyncio.Task[None] | None = None  # from its socket's close
+        self.ready = False  # it has built its provider and serves requests
         self.pid = 0
         self.started_at = time.monotonic()
         self.served = 0  # requests begun
@@ -161,10 +162,10 @@ class WorkerProcess:
             raise WorkerStartError(f"{self.spec.provider} worker did not start: {exc}") from None
         self.pid = self._process.pid
         try:
-            reader, self._writer = await asyncio.open_unix_connection(sock=sock)
-            self._writer.write(encode(("init", 0, self.spec)))
+            self._stream = await MessageStream.open(sock)
+            self._stream.send(("init", 0, self.spec))
             async with asyncio.timeout(START_S):
-                reply = await read_message(reader)
+                reply = await self._stream.next()
         except BaseException:
             await self._discard()
             raise
@@ -172,7 +173,8 @@ class WorkerProcess:
             await self._discard()
             why = reply[2] if reply is not None else self._exit_text()
             raise WorkerStartError(f"{self.spec.provider} worker did not start: {why}")
-        self._reader = asyncio.create_task(self._read(reader), name=f"{self.spec.provider} worker")
+        self.ready = True
+        self._stream.handle(self._deliver, self._closed)
         return reply[2]
 
     def _exit_text(self) -> str:
@@ -182,29 +184,28 @@ class WorkerProcess:
     async def _discard(self) -> None:
         """A worker that did not start: kill it, and wait for it (bounded)."""
         self.kill(None)
-        if self._writer is not None:
-            self._writer.close()
+        if self._stream is not None:
+            self._stream.close()
         if self._process is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_S):
                     await self._process.wait()
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while (message := await read_message(reader)) is not None:
-                rid = message[1]
-                if message[0] == "pong":
-                    ping = self._pings.pop(rid, None)
-                    if ping is not None and not ping.done():
-                        ping.set_result(None)
-                elif (channel := self._channels.get(rid)) is not None:
-                    channel.deliver(message)
-        finally:
-            await self._ended()
+    def _deliver(self, message: Message) -> None:
+        rid = message[1]
+        if message[0] == "pong":
+            ping = self._pings.pop(rid, None)
+            if ping is not None and not ping.done():
+                ping.set_result(None)
+        elif (channel := self._channels.get(rid)) is not None:
+            channel.deliver(message)
+
+    def _closed(self) -> None:
+        self._ending = asyncio.create_task(self._ended(), name=f"{self.spec.provider} worker end")
 
     async def _ended(self) -> None:
         """The worker's end (its socket closed): fail what it had in flight, at once."""
-        assert self._process is not None and self._writer is not None
+        assert self._process is not None and self._stream is not None
         try:
             async with asyncio.timeout(CLOSE_S):
                 returncode = await self._process.wait()
@@ -215,7 +216,7 @@ class WorkerProcess:
         self.dead = ProviderError(
             ErrorCode.PROVIDER_FAILED, f"{self.spec.provider} worker died ({reason})"
         )
-        self._writer.close()
+        self._stream.close()
         for channel in self._channels.values():
             channel.fail(self.dead)
         self.exited.set()
@@ -242,17 +243,16 @@ class WorkerProcess:
         channel."""
         if self.dead is not None:
             raise self.dead
-        assert self._writer is not None
-        if not self._writer.is_closing():
-            self._writer.write(encode(message))
+        assert self._stream is not None
+        self._stream.send(message)
 
     async def flush(self, timeout: float) -> None:
         """Wait until the worker takes what was sent (a worker that does not read: at most
         ``timeout``); raises ProviderError when it cannot."""
-        assert self._writer is not None
+        assert self._stream is not None
         try:
             async with asyncio.timeout(timeout):
-                await self._writer.drain()
+                await self._stream.drain()
         except ConnectionError:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_S):
@@ -296,7 +296,7 @@ class WorkerProcess:
 
     async def close(self) -> None:
         """Ask the worker to close its provider and exit; killed after CLOSE_S."""
-        if self.dead is not None or self._reader is None:
+        if self.dead is not None or not self.ready:
             return
         self.closing = True
         with contextlib.suppress(ProviderError):

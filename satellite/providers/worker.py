@@ -29,7 +29,7 @@ from ..bridge import calls_still_running
 from ..errors import ErrorCode, ProviderError
 from .base import AsrProvider, EncodedAudio, SynthesisOptions, TtsProvider
 from .text import WholeText
-from .worker_ipc import Message, WorkerSpec, encode, read_message
+from .worker_ipc import Message, MessageStream, WorkerSpec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,24 +73,26 @@ def _as_error(what: str, exc: BaseException) -> ProviderError:
 class _Server:
     """The requests of one worker: each a task fed by its inbox."""
 
-    def __init__(self, writer: asyncio.StreamWriter, spec: WorkerSpec, roles: dict[str, Any]):
-        self._writer = writer
+    def __init__(self, stream: MessageStream, spec: WorkerSpec, roles: dict[str, Any]):
+        self._stream = stream
         self._spec = spec
         self._roles = roles
         self._inboxes: dict[int, asyncio.Queue[Any]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.finished = asyncio.Event()  # the daemon asked this worker to close, or went away
 
     def send(self, *message: Any) -> None:
-        if not self._writer.is_closing():
-            self._writer.write(encode(message))
+        self._stream.send(message)
 
     async def flush(self) -> None:
         with contextlib.suppress(ConnectionError):
-            await self._writer.drain()
+            await self._stream.drain()
 
     def dispatch(self, message: Message) -> None:
         kind, rid = message[0], message[1]
-        if kind == "ping":
+        if kind == "close":
+            self.finished.set()
+        elif kind == "ping":
             self.send("pong", rid)
         elif kind == "logs":
             logs.set_level(message[2])
@@ -196,9 +198,8 @@ class _Server:
 
 
 async def _serve(fd: int) -> None:
-    sock = socket.socket(fileno=fd)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
-    first = await read_message(reader)
+    stream = await MessageStream.open(socket.socket(fileno=fd))
+    first = await stream.next()
     if first is None or first[0] != "init":
         return
     spec: WorkerSpec = first[2]
@@ -213,19 +214,19 @@ async def _serve(fd: int) -> None:
         }
     except Exception as exc:
         _LOGGER.exception("%s worker: cannot build the provider", spec.provider)
-        writer.write(encode(("failed", 0, f"{type(exc).__name__}: {exc}")))
-        await writer.drain()
+        stream.send(("failed", 0, f"{type(exc).__name__}: {exc}"))
+        with contextlib.suppress(ConnectionError):
+            await stream.drain()
         return
-    server = _Server(writer, spec, roles)
+    server = _Server(stream, spec, roles)
     server.send("ready", 0, {role: describe(provider) for role, provider in roles.items()})
     await server.flush()
     _LOGGER.info("%s worker %d ready: %s", spec.provider, os.getpid(), ", ".join(roles).upper())
     # warm connections live here
     warm_ups = [asyncio.create_task(provider.prepare()) for provider in roles.values()]
     try:
-        while (message := await read_message(reader)) is not None and message[0] != "close":
-            server.dispatch(message)
-            await server.flush()
+        stream.handle(server.dispatch, server.finished.set)
+        await server.finished.wait()
     finally:
         for task in warm_ups:
             task.cancel()
@@ -233,7 +234,7 @@ async def _serve(fd: int) -> None:
         with contextlib.suppress(Exception, TimeoutError):
             async with asyncio.timeout(CLOSE_S):
                 await asyncio.gather(*(provider.close() for provider in roles.values()))
-        writer.close()
+        stream.close()
 
 
 def prepare_process() -> None:
