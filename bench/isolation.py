@@ -11,7 +11,9 @@ status line (what their requests and answers took between the processes, the pro
 time left out) and how long after a worker is killed the next request is answered. What the
 worker adds is printed with the 95% bootstrap interval of its p95: a difference inside it is
 the machine's noise, not the worker's.
-Run: .venv/bin/python -m bench.isolation [--runs N] [--delay S] [--asr-seconds S]
+The fakes send a TTS answer's audio all at once unless ``--pace`` says how fast a cloud speaks:
+a burst keeps the SDK's threads busy while the first audio is handed on.
+Run: .venv/bin/python -m bench.isolation [--runs N] [--delay S] [--pace P] [--asr-seconds S]
 [--setups azure,cosyvoice,realtime,http]
 """
 
@@ -184,6 +186,12 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="requests per figure")
     parser.add_argument("--delay", type=float, default=0.05, help="each fake's answer delay, s")
     parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="the fakes' seconds per second of TTS audio (0: all of it at once; 0.2: 5x real time)",
+    )
+    parser.add_argument(
         "--asr-seconds", type=float, default=1.0, help="audio per ASR request, sent in real time"
     )
     keys = [setup.key for setup in SETUPS]
@@ -196,8 +204,11 @@ async def main() -> None:
     args = parser.parse_args()
     if unknown := set(args.setups) - set(keys):
         parser.error(f"unknown setup {', '.join(sorted(unknown))}; choose from {', '.join(keys)}")
-    with running_fakes(args.delay) as fakes, tempfile.TemporaryDirectory() as tmp:
-        print(f"providers.isolation ({os.cpu_count()} CPUs, fake delay {args.delay} s)")
+    with running_fakes(args.delay, args.pace) as fakes, tempfile.TemporaryDirectory() as tmp:
+        print(
+            f"providers.isolation ({os.cpu_count()} CPUs, fake delay {args.delay} s,"
+            f" pace {args.pace:g} s per s of audio)"
+        )
         for setup in (setup for setup in SETUPS if setup.key in args.setups):
             print(setup.label)
             figures = await bench(fakes, Path(tmp), setup, args)

@@ -37,6 +37,8 @@ from satellite.providers.base import Deadlines
 from tests.e2e.daemon import Daemon
 from tests.fakes.azure import FakeAzure
 from tests.fakes.dashscope import FakeDashScope
+from tests.fakes.dashscope_http import CHUNK_BYTES as HTTP_EVENT_BYTES
+from tests.fakes.dashscope_http import SAMPLE_RATE as HTTP_SAMPLE_RATE
 from tests.fakes.dashscope_http import FakeDashScopeHttp
 from tests.fakes.dashscope_realtime import FakeDashScopeRealtime
 from tests.wyoming_client import connect, read, read_until, send_utterance
@@ -61,8 +63,9 @@ class Fakes:
 
 
 @contextlib.contextmanager
-def running_fakes(delay: float) -> Iterator[Fakes]:
-    """The fake providers on 127.0.0.1, each answering after ``delay`` seconds."""
+def running_fakes(delay: float, pace: float = 0.0) -> Iterator[Fakes]:
+    """The fake providers on 127.0.0.1, each answering after ``delay`` seconds and speaking
+    at ``pace`` seconds per second of audio (0: all of it at once)."""
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
     with (
         FakeDashScope() as dashscope,
@@ -72,6 +75,9 @@ def running_fakes(delay: float) -> Iterator[Fakes]:
     ):
         for fake in (dashscope, realtime, azure, http):
             fake.delay = delay
+        for fake in (dashscope, realtime, azure):
+            fake.pace = pace
+        http.interval = pace * HTTP_EVENT_BYTES / (2 * HTTP_SAMPLE_RATE)
         yield Fakes(dashscope, realtime, azure, http)
 
 
