@@ -37,8 +37,7 @@ from satellite.providers.base import Deadlines
 from tests.e2e.daemon import Daemon
 from tests.fakes.azure import FakeAzure
 from tests.fakes.dashscope import FakeDashScope
-from tests.fakes.dashscope_http import CHUNK_BYTES as HTTP_EVENT_BYTES
-from tests.fakes.dashscope_http import SAMPLE_RATE as HTTP_SAMPLE_RATE
+from tests.fakes.dashscope_http import EVENT_SECONDS as HTTP_EVENT_SECONDS
 from tests.fakes.dashscope_http import FakeDashScopeHttp
 from tests.fakes.dashscope_realtime import FakeDashScopeRealtime
 from tests.wyoming_client import connect, read, read_until, send_utterance
@@ -77,7 +76,7 @@ def running_fakes(delay: float, pace: float = 0.0) -> Iterator[Fakes]:
             fake.delay = delay
         for fake in (dashscope, realtime, azure):
             fake.pace = pace
-        http.interval = pace * HTTP_EVENT_BYTES / (2 * HTTP_SAMPLE_RATE)
+        http.interval = pace * HTTP_EVENT_SECONDS
         yield Fakes(dashscope, realtime, azure, http)
 
 

@@ -43,6 +43,7 @@ FAULTS = (None, "refuse", "auth", "error", "stall", "drop")
 PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 SAMPLE_RATE = 24000
 CHUNK_BYTES = 4800  # 100 ms of 24 kHz s16le audio per event
+EVENT_SECONDS = CHUNK_BYTES / (2 * SAMPLE_RATE)  # the audio one event carries
 ERROR_CODE = "InternalError.Algo"
 ERROR_MESSAGE = "fake DashScope failure: the model could not synthesize this text"
 AUTH_CODE = "InvalidApiKey"
