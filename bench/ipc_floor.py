@@ -6,7 +6,11 @@ Each round trip follows a random 5-20 ms of idle, as requests do. Three ways:
 - ``loops, reader tasks``: an asyncio loop here and a uvloop loop in the peer (as in the
   daemon and a worker), each end reading with a stream and a task;
 - ``loops, read callbacks``: the same loops, each end answering from its protocol's read
-  callback (what ``worker_ipc.MessageStream`` does).
+  callback (what ``worker_ipc.MessageStream`` does);
+- ``worker, silent TTS``: the worker's own code (``worker.serve``) with a TTS provider that
+  answers at once, asked as the daemon asks (a ``synth`` request with its text, the answers
+  through a ``supervisor.Channel``); the round trip as the status line counts it: to the
+  first audio, less the provider's own time. What the worker design costs with no SDK in it.
 Prints p50 / p95 / p99, the CPU seconds per round trip of both processes and their peak RSS.
 Run: .venv/bin/python -m bench.ipc_floor [--runs N]
 """
@@ -19,12 +23,17 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import uvloop
 
 from bench.proc import cpu_seconds, status_mb
 from bench.speech_endpoint import percentile
+from satellite.audio.pcm import SPEECH_BYTES_PER_MS, SPEECH_FORMAT
+from satellite.providers import worker
+from satellite.providers.base import SynthesisOptions, TtsProvider
+from satellite.providers.supervisor import Channel
+from satellite.providers.worker_ipc import MessageStream, WorkerSpec
 
 IDLE_S = (0.005, 0.02)
 MESSAGE = b"x" * 64
@@ -115,6 +124,46 @@ async def _through_callback(sock: socket.socket, runs: int) -> list[float]:
     return times
 
 
+class _Silence(TtsProvider):
+    """Speaks every text as 20 ms of silence, at once."""
+
+    name = model = "silence"
+    audio_format = SPEECH_FORMAT
+    voices = ()
+
+    async def synthesize(
+        self, text: AsyncIterator[str], options: SynthesisOptions
+    ) -> AsyncIterator[bytes]:
+        yield bytes(20 * SPEECH_BYTES_PER_MS)
+
+
+async def _worker_peer(sock: socket.socket) -> None:
+    spec = WorkerSpec("silence", None, None, {"tts": None}, "WARNING", "text")
+    await worker.serve(await MessageStream.open(sock), spec, {"tts": _Silence()})
+
+
+async def _through_worker(sock: socket.socket, runs: int) -> list[float]:
+    stream = await MessageStream.open(sock)
+    await stream.next()  # ready
+    channels: dict[int, Channel] = {}
+    stream.handle(lambda message: channels[message[1]].deliver(message), lambda: None)
+    times = []
+    for rid in range(1, runs + 1):
+        await asyncio.sleep(random.uniform(*IDLE_S))
+        channels[rid] = channel = Channel(None)
+        sent = time.monotonic()
+        stream.send(("synth", rid, None, False, None, "hello"))
+        await stream.drain()
+        _, _, _, provider_seconds = await channel.next(1.0)
+        times.append((time.monotonic() - sent - provider_seconds) * 1000)
+        await channel.next(1.0)  # done
+        del channels[rid]
+    stream.send(("close", 0))
+    await stream.drain()
+    stream.close()
+    return times
+
+
 Way = tuple[str, Callable[[socket.socket], None], Callable[[socket.socket, int], list[float]]]
 
 
@@ -129,6 +178,7 @@ WAYS: list[Way] = [
     ("blocking", _blocking_peer, _blocking),
     ("loops, reader tasks", *_on_loops(_stream_peer, _through_stream)),
     ("loops, read callbacks", *_on_loops(_callback_peer, _through_callback)),
+    ("worker, silent TTS", *_on_loops(_worker_peer, _through_worker)),
 ]
 
 

@@ -85,8 +85,7 @@ class _Server:
         self._stream.send(message)
 
     async def flush(self) -> None:
-        with contextlib.suppress(ConnectionError):
-            await self._stream.drain()
+        await _flush(self._stream)
 
     def dispatch(self, message: Message) -> None:
         kind, rid = message[0], message[1]
@@ -197,6 +196,12 @@ class _Server:
         self.send("error", rid, error.code, error.message)
 
 
+async def _flush(stream: MessageStream) -> None:
+    """Wait until the daemon has read what was sent; a daemon gone away is no error here."""
+    with contextlib.suppress(ConnectionError):
+        await stream.drain()
+
+
 async def _serve(fd: int) -> None:
     stream = await MessageStream.open(socket.socket(fileno=fd))
     first = await stream.next()
@@ -215,9 +220,14 @@ async def _serve(fd: int) -> None:
     except Exception as exc:
         _LOGGER.exception("%s worker: cannot build the provider", spec.provider)
         stream.send(("failed", 0, f"{type(exc).__name__}: {exc}"))
-        with contextlib.suppress(ConnectionError):
-            await stream.drain()
+        await _flush(stream)
         return
+    await serve(stream, spec, roles)
+
+
+async def serve(stream: MessageStream, spec: WorkerSpec, roles: dict[str, Any]) -> None:
+    """Say ``ready`` with what ``roles`` (the providers built, by role) offer, then serve the
+    daemon's requests over ``stream`` until it asks this worker to close or goes away."""
     server = _Server(stream, spec, roles)
     server.send("ready", 0, {role: describe(provider) for role, provider in roles.items()})
     await server.flush()
