@@ -1,7 +1,7 @@
-"""The floor under a worker's round trip: a small message to another process and back, with
-none of the requests' own work, on this machine.
+"""The floor under a worker's round trip on this machine: a small message to another process
+and back, with none of the requests' own work; then the worker's own code on top of it.
 
-Each round trip follows a random 5-20 ms of idle, as requests do. Three ways:
+Each round trip follows a random 5-20 ms of idle, as requests do. Four ways:
 - ``blocking``: both processes blocked in ``recv`` (the kernel's two wake-ups alone);
 - ``loops, reader tasks``: an asyncio loop here and a uvloop loop in the peer (as in the
   daemon and a worker), each end reading with a stream and a task;
