@@ -163,7 +163,6 @@ class WorkerProcess:
         self._process: ForkedProcess | None = None
         self._stream: MessageStream | None = None
         self._ending: asyncio.Task[None] | None = None  # from its socket's close
-        self.ready = False  # it has built its provider and serves requests
         self.pid = 0
         self.started_at = time.monotonic()
         self.served = 0  # requests begun
@@ -171,6 +170,11 @@ class WorkerProcess:
         self.killed_for: str | None = None  # why we killed it ("hung")
         self.dead: ProviderError | None = None  # what its requests get once it has ended
         self.exited = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        """It has built its provider and serves requests."""
+        return self._stream is not None and self._stream.handled
 
     @property
     def in_flight(self) -> int:
@@ -196,7 +200,6 @@ class WorkerProcess:
             await self._discard()
             why = reply[2] if reply is not None else self._exit_text()
             raise WorkerStartError(f"{self.spec.provider} worker did not start: {why}")
-        self.ready = True
         self._stream.handle(self._deliver, self._closed)
         return reply[2]
 

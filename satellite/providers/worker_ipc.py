@@ -94,6 +94,11 @@ class MessageStream(asyncio.Protocol):
         if self._lost:
             on_closed()
 
+    @property
+    def handled(self) -> bool:
+        """``handle`` has been called: the start-up exchange is over."""
+        return self._on_message is not None
+
     def send(self, message: Message) -> None:
         """Queue ``message`` to the peer; dropped once the stream is closing."""
         if not self.is_closing():
